@@ -1,1 +1,85 @@
-"""execution_history package."""
+"""Record every step of every pipeline run: a fast in-memory tracker, a frozen record, a store.
+
+The public surface is listed in ``__all__``; everything in ``_modules`` is private.
+"""
+
+from __future__ import annotations
+
+from ._build import build_record, utc_from_ns
+from ._finaliser import Finaliser, Sink
+from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
+from ._items import RawItem
+from ._journal import Journal
+from ._live import LiveRunRegistry
+from ._privacy import Pseudonymiser
+from ._record import (
+    RECORD_FORMAT_VERSION,
+    ExecutionItem,
+    ExecutionRecord,
+    Integrity,
+    MediaRef,
+    SinkOutcome,
+    StageSummary,
+)
+from ._sinks import StoreSink, write_atomically
+from ._store import RecordStore, RunFilter, RunRow, SQLiteRecordStore, Stats, utc_text
+from ._summary import derive_status, summarise_stages
+from ._taxonomy import (
+    STAGE_NAMES,
+    TAXONOMY_VERSION,
+    ItemType,
+    MediaType,
+    RunStatus,
+    Stage,
+    StageStatus,
+)
+from ._tracker import (
+    ExecutionTracker,
+    Limits,
+    NullTracker,
+    bind_context,
+    current_tracker,
+)
+
+__all__ = [
+    "RECORD_FORMAT_VERSION",
+    "RUN_ID_PATTERN",
+    "STAGE_NAMES",
+    "TAXONOMY_VERSION",
+    "ExecutionItem",
+    "ExecutionRecord",
+    "ExecutionTracker",
+    "Finaliser",
+    "Integrity",
+    "ItemType",
+    "Journal",
+    "Limits",
+    "LiveRunRegistry",
+    "MediaRef",
+    "MediaType",
+    "NullTracker",
+    "Pseudonymiser",
+    "RawItem",
+    "RecordStore",
+    "RunFilter",
+    "RunRow",
+    "RunStatus",
+    "SQLiteRecordStore",
+    "Sink",
+    "SinkOutcome",
+    "Stage",
+    "StageStatus",
+    "StageSummary",
+    "Stats",
+    "StoreSink",
+    "bind_context",
+    "build_record",
+    "current_tracker",
+    "derive_status",
+    "is_run_id",
+    "new_run_id",
+    "summarise_stages",
+    "utc_from_ns",
+    "utc_text",
+    "write_atomically",
+]

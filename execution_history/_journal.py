@@ -1,0 +1,168 @@
+"""A journal of runs in flight, written off the pipeline's thread, so a crash loses no run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._build import item_dict, utc_from_ns
+from ._coerce import CoercionStats
+from ._ids import is_run_id
+from ._record import ExecutionItem, ExecutionRecord, Integrity
+from ._store import RecordStore
+from ._summary import summarise_stages
+from ._taxonomy import RunStatus
+
+if TYPE_CHECKING:
+    from ._tracker import ExecutionTracker
+
+logger = logging.getLogger("execution_history")
+
+
+class Journal:
+    """Appends each watched run's new items to ``<folder>/<run_id>.jsonl`` every ``interval_s``.
+
+    The pipeline only appends to its in-memory list; this thread reads the
+    list by index (safe under CPython) and writes JSON lines. A finished run's
+    file is removed once its record is safe; files left behind by a process
+    that died are turned into ``incomplete`` records by ``recover``.
+    """
+
+    def __init__(self, folder: str | Path, *, interval_s: float = 0.25) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.interval_s = interval_s
+        self._watched: dict[str, tuple[ExecutionTracker, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="execution-history-journal", daemon=True
+        )
+        self._thread.start()
+
+    def watch(self, tracker: ExecutionTracker) -> None:
+        """Start journaling ``tracker``'s run."""
+        with self._lock:
+            self._watched[tracker.run_id] = (tracker, 0)
+
+    def forget(self, run_id: str) -> None:
+        """The run's record is safe: stop journaling it and remove its file."""
+        with self._lock:
+            self._watched.pop(run_id, None)
+            with contextlib.suppress(OSError):
+                self._path(run_id).unlink()
+
+    def flush(self) -> None:
+        """Write every watched run's new items now."""
+        with self._lock:
+            for run_id, (tracker, written) in list(self._watched.items()):
+                try:
+                    self._watched[run_id] = (tracker, self._append(tracker, written))
+                except Exception:
+                    logger.exception("journal of run %s not written", run_id)
+
+    def close(self) -> None:
+        """Flush once more and stop the thread (files of unfinished runs stay)."""
+        self._stop.set()
+        self._thread.join(5)
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.flush()
+
+    def _path(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.jsonl"
+
+    def _append(self, tracker: ExecutionTracker, written: int) -> int:
+        items = tracker.items
+        end = len(items)
+        if end == written and written:
+            return written
+        lines: list[str] = []
+        if written == 0:
+            lines.append(json.dumps(_header(tracker), ensure_ascii=False))
+        stats = CoercionStats()
+        for raw in items[written:end]:
+            item = ExecutionItem.model_validate(
+                item_dict(raw, tracker.limits.max_text_chars, stats)
+            )
+            lines.append(item.model_dump_json())
+        with self._path(tracker.run_id).open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        return end
+
+    # ---------------------------------------------------------------- recovery
+
+    def recover(self, store: RecordStore) -> list[str]:
+        """Store an ``incomplete`` record for every run a dead process left here.
+
+        Call at start-up, before new runs begin. Returns the recovered run ids.
+        A file whose record cannot be stored is kept for the next start.
+        """
+        recovered: list[str] = []
+        with self._lock:
+            watched = set(self._watched)
+        for path in sorted(self.folder.glob("*.jsonl")):
+            if not is_run_id(path.stem) or path.stem in watched:
+                continue
+            try:
+                record = _record_from_journal(path)
+                store.save(record)
+            except Exception as exc:
+                logger.error("journal %s not recovered: %s", path.name, exc)
+                continue
+            path.unlink()
+            recovered.append(record.run_id)
+        return recovered
+
+
+def _header(tracker: ExecutionTracker) -> dict[str, Any]:
+    return {
+        "journal": 1,
+        "run_id": tracker.run_id,
+        "config_name": tracker.config_name,
+        "safety_level": tracker.safety_level,
+        "user_id": tracker.user_id,
+        "session_id": tracker.session_id,
+        "started_ns": tracker.started_ns,
+        "software_version": tracker.software_version,
+        "model_versions": tracker.model_versions,
+    }
+
+
+def _record_from_journal(path: Path) -> ExecutionRecord:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    items: list[ExecutionItem] = []
+    unreadable = 0
+    for line in lines[1:]:
+        try:
+            items.append(ExecutionItem.model_validate_json(line))
+        except Exception:
+            unreadable += 1  # a line cut short by the crash
+    items.sort(key=lambda item: item.sequence)
+    status = RunStatus.INCOMPLETE
+    return ExecutionRecord(
+        run_id=header["run_id"],
+        config_name=header.get("config_name"),
+        safety_level=header.get("safety_level"),
+        user_id=header.get("user_id"),
+        session_id=header.get("session_id"),
+        started_at=utc_from_ns(int(header["started_ns"])),
+        ended_at=None,
+        status=status,
+        stages=summarise_stages(items, status, None),
+        software_version=header.get("software_version"),
+        model_versions=header.get("model_versions") or {},
+        items=items,
+        integrity=Integrity(
+            items_recorded=len(items),
+            items_dropped=unreadable,
+            recovered=True,
+        ),
+    )

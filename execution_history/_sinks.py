@@ -1,0 +1,139 @@
+"""The store sink: retried durable writes, and a quarantine folder when the store fails."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ._ids import is_run_id
+from ._record import ExecutionRecord, Integrity, SinkOutcome
+from ._store import RecordStore
+
+logger = logging.getLogger("execution_history")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new, never half.
+
+    Temp file in the same folder, fsync, rename, then fsync of the folder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(temp)
+        raise
+    with _suppress():
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
+
+
+class StoreSink:
+    """Saves each record in the store, retrying; on final failure, quarantines it.
+
+    Args:
+        store: where records go.
+        quarantine_dir: folder for records the store refused (one JSON file each).
+        attempts: tries before giving up on the store.
+        backoff_s: wait before the second try; doubled each time.
+    """
+
+    name = "store"
+
+    def __init__(
+        self,
+        store: RecordStore,
+        quarantine_dir: str | Path,
+        *,
+        attempts: int = 3,
+        backoff_s: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.quarantine_dir = Path(quarantine_dir)
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+
+    def __call__(self, record: ExecutionRecord) -> None:
+        """Save ``record``; raises the last error when every attempt failed."""
+        delay = self.backoff_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.store.save(_with_outcome(record, "ok", attempt))
+                return
+            except Exception as exc:
+                if attempt == self.attempts:
+                    raise
+                logger.warning("store write %d of run %s failed: %s", attempt, record.run_id, exc)
+                time.sleep(delay)
+                delay *= 2
+
+    def fallback(self, record: ExecutionRecord, reason: str) -> str:
+        """Keep the record as a JSON file in the quarantine folder; returns 'quarantined'."""
+        quarantined = _with_outcome(record, "quarantined", self.attempts, reason)
+        path = self.quarantine_dir / f"{record.run_id}.json"
+        write_atomically(path, quarantined.model_dump_json().encode("utf-8"))
+        logger.error("run %s quarantined at %s", record.run_id, path)
+        return "quarantined"
+
+    def reimport(self) -> list[str]:
+        """Move quarantined records into the store; returns the run ids imported.
+
+        A file that does not parse stays where it is (and is logged), so a
+        person can look at it; nothing is deleted unless it is in the store.
+        """
+        imported: list[str] = []
+        if not self.quarantine_dir.is_dir():
+            return imported
+        for path in sorted(self.quarantine_dir.glob("*.json")):
+            if not is_run_id(path.stem):
+                continue
+            try:
+                record = ExecutionRecord.model_validate_json(path.read_bytes())
+                self.store.save(record)
+            except Exception as exc:
+                logger.error("quarantined record %s not imported: %s", path.name, exc)
+                continue
+            path.unlink()
+            imported.append(record.run_id)
+        return imported
+
+    def quarantined(self) -> list[str]:
+        """Run ids waiting in the quarantine folder."""
+        if not self.quarantine_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.quarantine_dir.glob("*.json") if is_run_id(p.stem))
+
+
+def _with_outcome(
+    record: ExecutionRecord, status: str, attempts: int, error: str | None = None
+) -> ExecutionRecord:
+    sinks = [s for s in record.integrity.sinks if s.name != StoreSink.name]
+    sinks.append(SinkOutcome(name=StoreSink.name, status=status, attempts=attempts, error=error))
+    integrity: Integrity = record.integrity.model_copy(update={"sinks": sinks})
+    return record.model_copy(update={"integrity": integrity})
+
+
+def read_json(path: Path) -> object:
+    """Parse a JSON file (used by tests and tools that inspect quarantine)."""
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,408 @@
+"""Durable storage of finished records: the RecordStore interface and its SQLite default."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from ._record import ExecutionRecord
+
+logger = logging.getLogger("execution_history")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          TEXT PRIMARY KEY,
+    config_name     TEXT,
+    status          TEXT NOT NULL,
+    safety_level    TEXT,
+    user_id         TEXT,
+    session_id      TEXT,
+    started_at      TEXT NOT NULL,
+    ended_at        TEXT,
+    duration_ms     REAL,
+    item_count      INTEGER NOT NULL,
+    items_dropped   INTEGER NOT NULL DEFAULT 0,
+    fields_truncated INTEGER NOT NULL DEFAULT 0,
+    values_coerced  INTEGER NOT NULL DEFAULT 0,
+    tracker_errors  INTEGER NOT NULL DEFAULT 0,
+    taxonomy_version TEXT,
+    record          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_config ON runs (config_name, started_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_session ON runs (session_id, started_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_safety ON runs (safety_level, started_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_user ON runs (user_id);
+CREATE TABLE IF NOT EXISTS run_stages (
+    run_id   TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    stage    INTEGER NOT NULL,
+    status   TEXT NOT NULL,
+    items    INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    blocks   INTEGER NOT NULL,
+    PRIMARY KEY (run_id, stage)
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = (
+    "run_id, config_name, status, safety_level, user_id, session_id, started_at, ended_at, "
+    "duration_ms, item_count, items_dropped, fields_truncated, values_coerced, tracker_errors, "
+    "taxonomy_version"
+)
+
+
+def utc_text(moment: datetime) -> str:
+    """The fixed-width, sortable UTC form stored in the indexed columns."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a query selects; None means "any"."""
+
+    config: str | None = None
+    status: str | None = None
+    safety_level: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition and its parameters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("config_name", self.config),
+            ("status", self.status),
+            ("safety_level", self.safety_level),
+            ("session_id", self.session_id),
+            ("user_id", self.user_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if self.since is not None:
+            clauses.append("started_at >= ?")
+            params.append(utc_text(self.since))
+        if self.until is not None:
+            clauses.append("started_at < ?")
+            params.append(utc_text(self.until))
+        return (" AND ".join(clauses) or "1"), params
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One stored run as the list sees it (no items, no raw record)."""
+
+    run_id: str
+    config_name: str | None
+    status: str
+    safety_level: str | None
+    user_id: str | None
+    session_id: str | None
+    started_at: str
+    ended_at: str | None
+    duration_ms: float | None
+    item_count: int
+    items_dropped: int
+    fields_truncated: int
+    values_coerced: int
+    tracker_errors: int
+    taxonomy_version: str | None
+
+    @property
+    def cursor(self) -> tuple[str, str]:
+        """The keyset position just after this row."""
+        return (self.started_at, self.run_id)
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counts over the selected runs."""
+
+    runs: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_config: dict[str, int] = field(default_factory=dict)
+    by_safety_level: dict[str, int] = field(default_factory=dict)
+    by_day: dict[str, int] = field(default_factory=dict)
+    stages: dict[int, dict[str, int]] = field(default_factory=dict)
+    integrity: dict[str, int] = field(default_factory=dict)
+
+
+class RecordStore(Protocol):
+    """Where finished records live. Implementations are safe across threads."""
+
+    def save(self, record: ExecutionRecord) -> None:
+        """Store ``record`` durably, replacing a stored record with the same run id."""
+
+    def load(self, run_id: str) -> ExecutionRecord | None:
+        """The stored record, or None when there is none."""
+
+    def list_runs(
+        self, filters: RunFilter = ..., limit: int = 50, after: tuple[str, str] | None = None
+    ) -> list[RunRow]:
+        """Runs newest first, ``limit`` at most, strictly after the keyset position ``after``."""
+
+    def count(self, filters: RunFilter = ...) -> int:
+        """How many runs match."""
+
+    def stats(self, filters: RunFilter = ...) -> Stats:
+        """Counts by status, config, safety level, day; per-stage failures; integrity totals."""
+
+    def delete(self, run_id: str) -> bool:
+        """Remove one run; True when it existed."""
+
+    def delete_user(self, user_id: str) -> list[str]:
+        """Remove every run of one person; returns their run ids."""
+
+
+class SQLiteRecordStore:
+    """The embedded default store: one SQLite file in WAL mode with durable commits.
+
+    Each thread gets its own connection; several processes may share the file
+    (SQLite's locking, a busy timeout). Records are stored whole as JSON with
+    indexed columns for the filters and a per-stage table for statistics.
+
+    Args:
+        path: the database file; its folder is created when missing.
+        busy_timeout_s: how long a writer waits for another process's lock.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_ms = int(busy_timeout_s * 1000)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with self._connection() as conn:
+            conn.executescript(_SCHEMA)
+
+    # -------------------------------------------------------------- connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._busy_ms / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk when save() returns (WAL's NORMAL may lose the last one).
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        yield self._conn()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ writes
+
+    def save(self, record: ExecutionRecord) -> None:
+        """Store ``record`` durably (one transaction); replaces an earlier version."""
+        payload = record.model_dump_json()
+        integrity = record.integrity
+        row = (
+            record.run_id,
+            record.config_name,
+            str(record.status),
+            record.safety_level,
+            record.user_id,
+            record.session_id,
+            utc_text(record.started_at),
+            utc_text(record.ended_at) if record.ended_at else None,
+            record.duration_ms,
+            len(record.items),
+            integrity.items_dropped,
+            integrity.fields_truncated,
+            integrity.values_coerced,
+            integrity.tracker_errors,
+            record.taxonomy_version,
+            payload,
+        )
+        stages = [
+            (record.run_id, s.stage, str(s.status), s.items, s.failures, s.blocks)
+            for s in record.stages
+        ]
+        with self._transaction() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO runs ({_COLUMNS}, record) VALUES ({','.join('?' * 16)})",
+                row,
+            )
+            conn.execute("DELETE FROM run_stages WHERE run_id = ?", (record.run_id,))
+            conn.executemany("INSERT INTO run_stages VALUES (?, ?, ?, ?, ?, ?)", stages)
+
+    def delete(self, run_id: str) -> bool:
+        """Remove one run; True when it existed."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
+            return conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
+
+    def delete_user(self, user_id: str) -> list[str]:
+        """Remove every run of one person (erasure); returns their run ids."""
+        with self._transaction() as conn:
+            ids = [
+                r[0] for r in conn.execute("SELECT run_id FROM runs WHERE user_id = ?", (user_id,))
+            ]
+            conn.executemany("DELETE FROM run_stages WHERE run_id = ?", [(i,) for i in ids])
+            conn.execute("DELETE FROM runs WHERE user_id = ?", (user_id,))
+        return ids
+
+    def delete_older_than(self, moment: datetime, dry_run: bool = False) -> list[str]:
+        """Remove runs that started before ``moment`` (retention); returns their ids."""
+        cutoff = utc_text(moment)
+        with self._transaction() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute("SELECT run_id FROM runs WHERE started_at < ?", (cutoff,))
+            ]
+            if not dry_run:
+                conn.executemany("DELETE FROM run_stages WHERE run_id = ?", [(i,) for i in ids])
+                conn.execute("DELETE FROM runs WHERE started_at < ?", (cutoff,))
+        return ids
+
+    # ------------------------------------------------------------------- reads
+
+    def load(self, run_id: str) -> ExecutionRecord | None:
+        """The stored record, or None. Records of older taxonomies load as they are."""
+        row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return ExecutionRecord.model_validate_json(row[0])
+
+    def load_json(self, run_id: str) -> str | None:
+        """The stored record's JSON text as written, or None."""
+        row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def list_runs(
+        self,
+        filters: RunFilter = RunFilter(),
+        limit: int = 50,
+        after: tuple[str, str] | None = None,
+    ) -> list[RunRow]:
+        """Runs newest first (started_at, then run_id), at most ``limit``, after ``after``."""
+        where, params = filters.where()
+        if after is not None:
+            where += " AND (started_at, run_id) < (?, ?)"
+            params += [after[0], after[1]]
+        sql = (
+            f"SELECT {_COLUMNS} FROM runs WHERE {where} "
+            "ORDER BY started_at DESC, run_id DESC LIMIT ?"
+        )
+        rows = self._conn().execute(sql, [*params, int(limit)]).fetchall()
+        return [RunRow(*row) for row in rows]
+
+    def iter_runs(self, filters: RunFilter = RunFilter(), page: int = 200) -> Iterator[RunRow]:
+        """Every matching run, newest first, fetched page by page (flat memory)."""
+        after: tuple[str, str] | None = None
+        while True:
+            rows = self.list_runs(filters, page, after)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1].cursor
+
+    def count(self, filters: RunFilter = RunFilter()) -> int:
+        """How many runs match."""
+        where, params = filters.where()
+        return int(
+            self._conn().execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
+        )
+
+    def stats(self, filters: RunFilter = RunFilter()) -> Stats:
+        """Counts by status, config, safety level and day; per-stage totals; integrity totals."""
+        where, params = filters.where()
+        conn = self._conn()
+        result = Stats(runs=self.count(filters))
+        for column, target in (
+            ("status", result.by_status),
+            ("config_name", result.by_config),
+            ("safety_level", result.by_safety_level),
+            ("substr(started_at, 1, 10)", result.by_day),
+        ):
+            sql = f"SELECT {column}, COUNT(*) FROM runs WHERE {where} GROUP BY 1 ORDER BY 1"
+            for key, count in conn.execute(sql, params):
+                target[str(key) if key is not None else ""] = int(count)
+        sql = (
+            "SELECT s.stage, SUM(s.items), SUM(s.failures), SUM(s.blocks), "
+            "SUM(s.failures > 0), SUM(s.blocks > 0) FROM run_stages s "
+            f"JOIN runs ON runs.run_id = s.run_id WHERE {where} GROUP BY s.stage ORDER BY s.stage"
+        )
+        for stage, items, failures, blocks, runs_failed, runs_blocked in conn.execute(sql, params):
+            result.stages[int(stage)] = {
+                "items": int(items or 0),
+                "failures": int(failures or 0),
+                "blocks": int(blocks or 0),
+                "runs_with_failures": int(runs_failed or 0),
+                "runs_with_blocks": int(runs_blocked or 0),
+            }
+        sql = (
+            "SELECT SUM(item_count), SUM(items_dropped), SUM(fields_truncated), "
+            f"SUM(values_coerced), SUM(tracker_errors) FROM runs WHERE {where}"
+        )
+        totals = conn.execute(sql, params).fetchone()
+        names = ("items", "items_dropped", "fields_truncated", "values_coerced", "tracker_errors")
+        result.integrity = {
+            name: int(value or 0) for name, value in zip(names, totals, strict=True)
+        }
+        return result
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of the database and its WAL."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            candidate = Path(str(self.path) + suffix)
+            if candidate.exists():
+                total += candidate.stat().st_size
+        return total
+
+    def run_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored."""
+        conn = self._conn()
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            sql = f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+            found.update(row[0] for row in conn.execute(sql, chunk))
+        return found
+
+
+def dump_record(record: ExecutionRecord) -> str:
+    """The canonical JSON text of a record (UTF-8 safe, strict JSON)."""
+    return json.dumps(json.loads(record.model_dump_json()), ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,597 @@
+"""The request-scoped ExecutionTracker: an in-memory append on the hot path, nothing more.
+
+Fail-safe boundary (DESIGN.md §6), stated once for every public method of
+``ExecutionTracker``: a method never raises into the pipeline. Any exception
+inside the tracker is caught, counted in the record's integrity block, logged
+at a rate limit, and the method returns (``finalize`` then still returns a
+record). The pipeline's own exception leaving ``with tracker:`` is recorded as
+``pipeline_error`` and re-raised unchanged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+from ._build import build_record
+from ._finaliser import complete_media
+from ._ids import new_run_id
+from ._items import RawItem, new_raw_item
+from ._record import ExecutionRecord
+from ._summary import derive_status
+from ._taxonomy import ItemType, MediaType, RunStatus
+
+if TYPE_CHECKING:
+    from ._finaliser import Finaliser
+
+logger = logging.getLogger("execution_history")
+
+_time_ns = time.time_ns
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: Tracker errors are logged at most once per this many seconds per tracker.
+_ERROR_LOG_INTERVAL_S = 10.0
+#: How many tracker error messages the integrity block keeps.
+_KEPT_ERROR_MESSAGES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps that keep one run bounded; everything cut at a cap is counted."""
+
+    max_items: int = 10_000
+    max_text_chars: int = 1_000_000
+    #: How long ``finalize(wait=True)`` waits for the background finaliser.
+    finalize_wait_s: float = 30.0
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Scope:
+    """Sets one of the tracker's scope fields for the duration of a ``with`` block."""
+
+    __slots__ = ("_field", "_previous", "_tracker", "_value")
+
+    def __init__(self, tracker: ExecutionTracker, field: str, value: Any) -> None:
+        self._tracker = tracker
+        self._field = field
+        self._value = value
+        self._previous: Any = None
+
+    def __enter__(self) -> _Scope:
+        tracker = self._tracker
+        try:
+            self._previous = getattr(tracker, self._field)
+            if self._field == "_stage":
+                tracker._enter_stage(self._value)
+            setattr(tracker, self._field, self._value)
+        except Exception as exc:
+            tracker._fault(exc)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        tracker = self._tracker
+        try:
+            if exc is not None and self._field == "_stage" and tracker._error_stage is None:
+                tracker._error_stage = self._value
+            setattr(tracker, self._field, self._previous)
+        except Exception as error:
+            tracker._fault(error)
+        return False
+
+
+class ExecutionTracker:
+    """Records every step of one pipeline run, in memory, in order.
+
+    Use it as a context manager around the whole run::
+
+        with ExecutionTracker("stillepost", safety_level="kids") as tracker:
+            with tracker.stage(2), tracker.stage_iteration(1):
+                tracker.log(ItemType.INTERCEPTION_ITERATION, content="…")
+        record = tracker.finalize()
+
+    Without ``with``, call ``start()`` first and ``finalize(error=exc)`` in a
+    ``finally`` block. Each instance belongs to one run; scope fields (stage,
+    iterations) are the tracker's own, so use one tracker per run.
+
+    Args:
+        config_name: the pipeline config this run executes.
+        safety_level: the age level (``kids``, ``teens``, ``adults``, ``research``).
+        user_id, session_id: raw ids; they stay inside the store (see Pseudonymiser).
+        run_id: the run's id; a new unguessable one when omitted.
+        finaliser: hands the finished record to its sinks off this thread;
+            without one, ``finalize()`` only builds the record.
+        media_dir: the run's media folder, where the finaliser reads sizes and
+            checksums of media files that were logged without them.
+        software_version, model_versions: versions to store with the record.
+        limits: caps for this run.
+    """
+
+    __slots__ = (
+        "_append",
+        "_closed",
+        "_done",
+        "_error_messages",
+        "_error_stage",
+        "_errors",
+        "_last_error_log",
+        "_late_count",
+        "_lock",
+        "_loop",
+        "_max_items",
+        "_overflow_count",
+        "_record",
+        "_seq",
+        "_si",
+        "_stage",
+        "_started",
+        "_submitted",
+        "_token",
+        "_transition_stage",
+        "config_name",
+        "ended_ns",
+        "finaliser",
+        "items",
+        "limits",
+        "media_dir",
+        "model_versions",
+        "run_id",
+        "safety_level",
+        "session_id",
+        "software_version",
+        "started_ns",
+        "status",
+        "user_id",
+    )
+
+    def __init__(
+        self,
+        config_name: str | None,
+        *,
+        safety_level: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        finaliser: Finaliser | None = None,
+        media_dir: str | Path | None = None,
+        software_version: str | None = None,
+        model_versions: dict[str, str | None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.config_name = config_name
+        self.safety_level = safety_level
+        self.user_id = user_id
+        self.session_id = session_id
+        self.run_id = run_id or new_run_id()
+        self.finaliser = finaliser
+        self.media_dir = Path(media_dir) if media_dir is not None else None
+        self.software_version = software_version
+        self.model_versions = dict(model_versions or {})
+        self.limits = limits
+        self.items: list[RawItem] = []
+        self._append = self.items.append
+        self._seq = itertools.count(1)
+        self._max_items = limits.max_items
+        self._stage = 0
+        self._si: int | None = None
+        self._loop: int | None = None
+        self._transition_stage = 0
+        self._error_stage: int | None = None
+        self._errors = 0
+        self._error_messages: list[str] = []
+        self._last_error_log = 0.0
+        self._overflow_count = 0
+        self._late_count = 0
+        self._closed = False
+        self._submitted = False
+        self._started = False
+        self._token: contextvars.Token[Any] | None = None
+        self._record: ExecutionRecord | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.started_ns = _time_ns()
+        self.ended_ns: int | None = None
+        self.status = RunStatus.RUNNING
+
+    # ------------------------------------------------------------------ hot path
+
+    def log(
+        self,
+        item_type: ItemType | str | None = None,
+        content: Any = None,
+        *args: Any,
+        media_type: MediaType | str | None = None,
+        media: Any = None,
+        model: str | None = None,
+        backend: str | None = None,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        config: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """Record one item in the current stage and iterations.
+
+        Costs one tuple and one list append: nothing is validated or copied
+        here (the finaliser converts and counts). Unexpected positional or
+        keyword arguments are kept in the item's metadata, never raised.
+        """
+        try:
+            if len(self.items) < self._max_items:
+                self._append(
+                    new_raw_item(
+                        RawItem,
+                        (
+                            next(self._seq),
+                            _time_ns(),
+                            self._stage,
+                            self._si,
+                            self._loop,
+                            item_type,
+                            content,
+                            media_type,
+                            media,
+                            model,
+                            backend,
+                            duration_ms,
+                            metadata,
+                            config,
+                            (args or None, extra or None) if args or extra else None,
+                        ),
+                    )
+                )
+            else:
+                self._refuse()
+        except Exception as exc:
+            self._fault(exc)
+
+    # ------------------------------------------------------------ typed helpers
+
+    def log_user_input(self, text: Any, **fields: Any) -> None:
+        """Record the child's prompt (stage 1)."""
+        self.log(ItemType.USER_INPUT_TEXT, text, media_type=MediaType.TEXT, **fields)
+
+    def log_translation(
+        self, text: Any, *, from_lang: str | None, to_lang: str | None, **fields: Any
+    ) -> None:
+        """Record a translation result with its language pair."""
+        fields["metadata"] = {
+            "from_lang": from_lang,
+            "to_lang": to_lang,
+            **(fields.get("metadata") or {}),
+        }
+        self.log(ItemType.TRANSLATION_RESULT, text, **fields)
+
+    def log_interception_iteration(
+        self,
+        text: Any,
+        *,
+        from_lang: str | None = None,
+        to_lang: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """Record one step of a recursive interception (a Stille Post translation)."""
+        if from_lang is not None or to_lang is not None:
+            fields["metadata"] = {
+                "from_lang": from_lang,
+                "to_lang": to_lang,
+                **(fields.get("metadata") or {}),
+            }
+        self.log(ItemType.INTERCEPTION_ITERATION, text, **fields)
+
+    def log_interception_final(self, text: Any, **fields: Any) -> None:
+        """Record the interception's final text."""
+        self.log(ItemType.INTERCEPTION_FINAL, text, **fields)
+
+    def log_safety_check(self, *, passed: bool, content: Any = None, **fields: Any) -> None:
+        """Record a safety check of the current stage (1 or 3) and its verdict."""
+        item_type = (
+            ItemType.STAGE1_SAFETY_CHECK if self._stage == 1 else ItemType.STAGE3_SAFETY_CHECK
+        )
+        fields["metadata"] = {"passed": passed, **(fields.get("metadata") or {})}
+        self.log(item_type, content, **fields)
+
+    def log_blocked(self, reason: Any, **fields: Any) -> None:
+        """Record a block in the current stage (1 stops the run, 3 skips one output)."""
+        item_type = ItemType.STAGE1_BLOCKED if self._stage == 1 else ItemType.STAGE3_BLOCKED
+        self.log(item_type, reason, **fields)
+
+    def log_output(self, item_type: ItemType | str, media: Any, **fields: Any) -> None:
+        """Record a generated output's media (stage 4)."""
+        self.log(item_type, fields.pop("content", None), media=media, **fields)
+
+    def log_output_failed(self, reason: Any, **fields: Any) -> None:
+        """Record that one output could not be generated; the run goes on."""
+        self.log(ItemType.OUTPUT_FAILED, reason, **fields)
+
+    # ------------------------------------------------------------------- scopes
+
+    def stage(self, stage: int) -> _Scope:
+        """Scope items to ``stage``; a change of stage records a ``stage_transition``."""
+        return _Scope(self, "_stage", stage)
+
+    def stage_iteration(self, iteration: int) -> _Scope:
+        """Scope items to one iteration of a recursive stage (0 is a real value)."""
+        return _Scope(self, "_si", iteration)
+
+    def loop_iteration(self, iteration: int) -> _Scope:
+        """Scope items to one output config in stages 3 and 4 (0 is a real value)."""
+        return _Scope(self, "_loop", iteration)
+
+    @property
+    def current_stage(self) -> int:
+        """The stage new items are recorded in."""
+        return int(self._stage)
+
+    def _enter_stage(self, stage: int) -> None:
+        if stage != self._transition_stage:
+            previous = self._transition_stage
+            self._transition_stage = stage
+            saved, self._stage = self._stage, stage
+            try:
+                self.log(
+                    ItemType.STAGE_TRANSITION,
+                    metadata={"from_stage": previous, "to_stage": stage},
+                )
+            finally:
+                self._stage = saved
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> ExecutionTracker:
+        """Begin the run: record ``pipeline_start`` and make this the current tracker."""
+        try:
+            if not self._started:
+                self._started = True
+                self._token = _current.set(self)
+                self.log(ItemType.PIPELINE_START, config=self.config_name)
+                if self.finaliser is not None:
+                    self.finaliser.started(self)
+        except Exception as exc:
+            self._fault(exc)
+        return self
+
+    def __enter__(self) -> ExecutionTracker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        self._close(exc)
+        try:
+            if self.finaliser is not None:
+                self.finaliser.submit(self)
+            else:
+                self.finalize()
+        except Exception as error:
+            self._fault(error)
+        return False  # the pipeline's exception, if any, goes on unchanged
+
+    def _close(self, error: BaseException | None = None) -> None:
+        """Record how the run ended and freeze the item list; runs once."""
+        try:
+            with self._lock:
+                if self._closed:
+                    return
+                # The closing items are kept even when the run hit its item cap.
+                self._max_items = max(self._max_items, len(self.items) + 3)
+                if error is not None:
+                    self._stage = (
+                        self._error_stage if self._error_stage is not None else self._stage
+                    )
+                    self._si = self._loop = None
+                    self.log(
+                        ItemType.PIPELINE_ERROR,
+                        _describe(error),
+                        metadata={
+                            "exception_type": type(error).__qualname__,
+                            "traceback": traceback.format_exception(error)[-6:],
+                        },
+                    )
+                else:
+                    self._si = self._loop = None
+                    self._enter_stage(5)
+                    self._stage = 5
+                    self.log(ItemType.PIPELINE_COMPLETE)
+                self.ended_ns = _time_ns()
+                self.status = derive_status((item[5] for item in self.items), finished=True)
+                self._closed = True
+                self._max_items = 0  # later log() calls are counted, not kept
+            if self._token is not None:
+                try:
+                    _current.reset(self._token)
+                except ValueError:  # closed from another context: nothing to reset there
+                    pass
+                self._token = None
+        except Exception as exc:
+            self._fault(exc)
+
+    def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> ExecutionRecord:
+        """Close the run, build the frozen record and hand it to the sinks.
+
+        Idempotent and never raises. With a finaliser, the sinks run on its
+        background thread; ``wait=True`` waits (up to ``limits.finalize_wait_s``)
+        until they are done so the record returned carries their outcomes.
+
+        Args:
+            wait: wait for the sinks before returning.
+            error: the exception that ended the run, for use without ``with``.
+
+        Returns:
+            The ``ExecutionRecord`` (built even when everything else failed).
+        """
+        self._close(error)
+        try:
+            if self.finaliser is not None:
+                self.finaliser.submit(self)
+                if wait:
+                    self._done.wait(self.limits.finalize_wait_s)
+            elif not self._done.is_set():
+                # No finaliser: this is a script or a test, so the caller's thread
+                # may read the media files for their sizes and checksums.
+                self._set_record(complete_media(self.record(), self.media_dir))
+        except Exception as exc:
+            self._fault(exc)
+        return self.record()
+
+    def record(self) -> ExecutionRecord:
+        """The frozen record of a closed run (built once, then cached); never raises."""
+        with self._lock:
+            if self._record is None:
+                self._record = build_record(self)
+            return self._record
+
+    def _set_record(self, record: ExecutionRecord) -> None:
+        """Replace the cached record (the finaliser adds sink outcomes) and signal done."""
+        with self._lock:
+            self._record = record
+        self._done.set()
+
+    # --------------------------------------------------------------- bookkeeping
+
+    def _refuse(self) -> None:
+        if self._closed:
+            self._late_count += 1
+        else:
+            self._overflow_count += 1
+
+    def _fault(self, exc: BaseException) -> None:
+        """Count a tracker error and log it at a rate limit; never raises."""
+        try:
+            self._errors += 1
+            if len(self._error_messages) < _KEPT_ERROR_MESSAGES:
+                self._error_messages.append(_describe(exc))
+            now = time.monotonic()
+            if now - self._last_error_log >= _ERROR_LOG_INTERVAL_S:
+                self._last_error_log = now
+                logger.warning(
+                    "tracker error in run %s (%d so far): %r", self.run_id, self._errors, exc
+                )
+        except Exception:
+            pass
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Drops, late items and tracker errors so far."""
+        return {
+            "items_dropped": self._overflow_count,
+            "items_after_finalize": self._late_count,
+            "tracker_errors": self._errors,
+        }
+
+    @property
+    def error_messages(self) -> list[str]:
+        return list(self._error_messages)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__qualname__}: {exc}"[:2000]
+    except Exception:
+        return type(exc).__qualname__
+
+
+class _NullScope:
+    __slots__ = ()
+
+    def __enter__(self) -> _NullScope:
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        return False
+
+
+_NULL_SCOPE = _NullScope()
+
+
+class NullTracker:
+    """A tracker that records nothing, chosen once when tracking is disabled.
+
+    Same methods as ``ExecutionTracker``; each returns at once.
+    ``finalize()`` returns None because there is no record.
+    """
+
+    __slots__ = ("config_name", "run_id")
+
+    status = RunStatus.RUNNING
+
+    def __init__(
+        self, config_name: str | None = None, *, run_id: str | None = None, **_: Any
+    ) -> None:
+        self.config_name = config_name
+        self.run_id = run_id or new_run_id()
+
+    def log(self, *args: Any, **fields: Any) -> None:
+        """Record nothing."""
+
+    log_user_input = log_translation = log_interception_iteration = log
+    log_interception_final = log_safety_check = log_blocked = log_output = log
+    log_output_failed = log
+
+    def stage(self, stage: int) -> _NullScope:
+        return _NULL_SCOPE
+
+    stage_iteration = loop_iteration = stage
+
+    def start(self) -> NullTracker:
+        return self
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        return False
+
+    def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> None:
+        return None
+
+
+_NULL_TRACKER = NullTracker("none", run_id="0" * 32)
+_current: contextvars.ContextVar[ExecutionTracker | NullTracker] = contextvars.ContextVar(
+    "execution_history_tracker"
+)
+
+
+def current_tracker() -> ExecutionTracker | NullTracker:
+    """The tracker of the run in this context, or a shared no-op tracker outside a run."""
+    return _current.get(_NULL_TRACKER)
+
+
+def bind_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Wrap ``fn`` so it runs with this context's tracker, e.g. in a thread pool.
+
+    Each call runs in a fresh copy of the context captured now, so the wrapped
+    function may run in several threads at once::
+
+        executor.submit(bind_context(render), prompt)
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench clean schema
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 2; }
@@ -35,3 +35,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the published JSON Schema of the record (a test checks it is current).
+schema: $(STAMP)
+	$(BIN)/python -c "import json; from execution_history import ExecutionRecord; print(json.dumps(ExecutionRecord.model_json_schema(), indent=2, sort_keys=True))" > docs/execution-record.schema.json

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -132,8 +131,3 @@ def _with_outcome(
     sinks.append(SinkOutcome(name=StoreSink.name, status=status, attempts=attempts, error=error))
     integrity: Integrity = record.integrity.model_copy(update={"sinks": sinks})
     return record.model_copy(update={"integrity": integrity})
-
-
-def read_json(path: Path) -> object:
-    """Parse a JSON file (used by tests and tools that inspect quarantine)."""
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,16 +177,26 @@ class SQLiteRecordStore:
     Args:
         path: the database file; its folder is created when missing.
         busy_timeout_s: how long a writer waits for another process's lock.
+        pragmas: extra SQLite pragmas for every connection (e.g. ``cache_size``,
+            ``max_page_count`` to cap the file's size).
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_s: float = 10.0,
+        pragmas: Mapping[str, int | str] | None = None,
+    ) -> None:
         self.path = Path(path)
+        self._pragmas = dict(pragmas or {})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_ms = int(busy_timeout_s * 1000)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        with self._connection() as conn:
+        with contextlib.closing(sqlite3.connect(self.path, timeout=busy_timeout_s)) as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
 
     # -------------------------------------------------------------- connections
@@ -201,6 +210,12 @@ class SQLiteRecordStore:
             # FULL: a commit is on disk when save() returns (WAL's NORMAL may lose the last one).
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            for name, value in self._pragmas.items():
+                if not name.isidentifier():
+                    raise ValueError(f"not a pragma name: {name!r}")
+                conn.execute(
+                    f"PRAGMA {name} = {int(value) if isinstance(value, int) else repr(str(value))}"
+                )
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -401,8 +416,3 @@ class SQLiteRecordStore:
             sql = f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
             found.update(row[0] for row in conn.execute(sql, chunk))
         return found
-
-
-def dump_record(record: ExecutionRecord) -> str:
-    """The canonical JSON text of a record (UTF-8 safe, strict JSON)."""
-    return json.dumps(json.loads(record.model_dump_json()), ensure_ascii=False, sort_keys=True)

@@ -394,24 +394,10 @@ class ExecutionTracker:
                     return
                 # The closing items are kept even when the run hit its item cap.
                 self._max_items = max(self._max_items, len(self.items) + 3)
-                if error is not None:
-                    self._stage = (
-                        self._error_stage if self._error_stage is not None else self._stage
-                    )
-                    self._si = self._loop = None
-                    self.log(
-                        ItemType.PIPELINE_ERROR,
-                        _describe(error),
-                        metadata={
-                            "exception_type": type(error).__qualname__,
-                            "traceback": traceback.format_exception(error)[-6:],
-                        },
-                    )
-                else:
-                    self._si = self._loop = None
-                    self._enter_stage(5)
-                    self._stage = 5
-                    self.log(ItemType.PIPELINE_COMPLETE)
+                try:
+                    self._log_ending(error)
+                except Exception as exc:
+                    self._fault(exc)
                 self.ended_ns = _time_ns()
                 self.status = derive_status((item[5] for item in self.items), finished=True)
                 self._closed = True
@@ -424,6 +410,24 @@ class ExecutionTracker:
                 self._token = None
         except Exception as exc:
             self._fault(exc)
+
+    def _log_ending(self, error: BaseException | None) -> None:
+        self._si = self._loop = None
+        if error is not None:
+            if self._error_stage is not None:
+                self._stage = self._error_stage
+            self.log(
+                ItemType.PIPELINE_ERROR,
+                _describe(error),
+                metadata={
+                    "exception_type": type(error).__qualname__,
+                    "traceback": traceback.format_exception(error)[-6:],
+                },
+            )
+        else:
+            self._stage = 5
+            self._enter_stage(5)
+            self.log(ItemType.PIPELINE_COMPLETE)
 
     def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> ExecutionRecord:
         """Close the run, build the frozen record and hand it to the sinks.
@@ -537,6 +541,7 @@ class NullTracker:
     __slots__ = ("config_name", "run_id")
 
     status = RunStatus.RUNNING
+    closed = False
 
     def __init__(
         self, config_name: str | None = None, *, run_id: str | None = None, **_: Any
@@ -576,8 +581,14 @@ _current: contextvars.ContextVar[ExecutionTracker | NullTracker] = contextvars.C
 
 
 def current_tracker() -> ExecutionTracker | NullTracker:
-    """The tracker of the run in this context, or a shared no-op tracker outside a run."""
-    return _current.get(_NULL_TRACKER)
+    """The tracker of the run in this context, or a shared no-op tracker outside a run.
+
+    A run finalised from another thread may still be set in this context (a
+    context variable can only be reset where it was set); a closed tracker is
+    never returned.
+    """
+    tracker = _current.get(_NULL_TRACKER)
+    return _NULL_TRACKER if tracker.closed else tracker
 
 
 def bind_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:

@@ -1,0 +1,36 @@
+"""The public surface of execution_history is exactly what __all__ promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import execution_history
+from execution_history import ExecutionRecord
+
+EXPECTED = {
+    "RECORD_FORMAT_VERSION", "RUN_ID_PATTERN", "STAGE_NAMES", "TAXONOMY_VERSION",
+    "ExecutionItem", "ExecutionRecord", "ExecutionTracker", "Finaliser", "Integrity",
+    "ItemType", "Journal", "Limits", "LiveRunRegistry", "MediaRef", "MediaType",
+    "NullTracker", "Pseudonymiser", "RawItem", "RecordStore", "RunFilter", "RunRow",
+    "RunStatus", "SQLiteRecordStore", "Sink", "SinkOutcome", "Stage", "StageStatus",
+    "StageSummary", "Stats", "StoreSink", "bind_context", "build_record", "current_tracker",
+    "derive_status", "is_run_id", "new_run_id", "summarise_stages", "utc_from_ns",
+    "utc_text", "write_atomically",
+}  # fmt: skip
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    assert set(execution_history.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert hasattr(execution_history, name), name
+
+
+def test_private_modules_are_not_exported() -> None:
+    assert not [name for name in execution_history.__all__ if name.startswith("_")]
+
+
+def test_published_json_schema_in_docs_is_current() -> None:
+    """docs/execution-record.schema.json is what ExecutionRecord.model_json_schema() says."""
+    path = Path(__file__).resolve().parents[2] / "docs" / "execution-record.schema.json"
+    assert json.loads(path.read_text(encoding="utf-8")) == ExecutionRecord.model_json_schema()

@@ -59,26 +59,25 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class _Scope:
-    """Sets one of the tracker's scope fields for the duration of a ``with`` block."""
+class _StageScope:
+    """``with tracker.stage(n)``: items inside belong to stage ``n``."""
 
-    __slots__ = ("_field", "_previous", "_tracker", "_value")
+    __slots__ = ("_previous", "_stage", "_tracker")
 
-    def __init__(self, tracker: ExecutionTracker, field: str, value: Any) -> None:
+    def __init__(self, tracker: ExecutionTracker, stage: int) -> None:
         self._tracker = tracker
-        self._field = field
-        self._value = value
-        self._previous: Any = None
+        self._stage = stage
+        self._previous = 0
 
-    def __enter__(self) -> _Scope:
+    def __enter__(self) -> _StageScope:
         tracker = self._tracker
+        self._previous = tracker._stage
         try:
-            self._previous = getattr(tracker, self._field)
-            if self._field == "_stage":
-                tracker._enter_stage(self._value)
-            setattr(tracker, self._field, self._value)
+            if self._stage != tracker._transition_stage:
+                tracker._enter_stage(self._stage)
         except Exception as exc:
             tracker._fault(exc)
+        tracker._stage = self._stage
         return self
 
     def __exit__(
@@ -88,12 +87,49 @@ class _Scope:
         tb: TracebackType | None,
     ) -> Literal[False]:
         tracker = self._tracker
-        try:
-            if exc is not None and self._field == "_stage" and tracker._error_stage is None:
-                tracker._error_stage = self._value
-            setattr(tracker, self._field, self._previous)
-        except Exception as error:
-            tracker._fault(error)
+        if exc is not None and tracker._error_stage is None:
+            tracker._error_stage = self._stage
+        tracker._stage = self._previous
+        return False
+
+
+class _IterationScope:
+    """``with tracker.stage_iteration(i)``: items inside carry ``stage_iteration=i``."""
+
+    __slots__ = ("_previous", "_tracker", "_value")
+
+    def __init__(self, tracker: ExecutionTracker, value: int) -> None:
+        self._tracker = tracker
+        self._value = value
+        self._previous: int | None = None
+
+    def __enter__(self) -> _IterationScope:
+        self._previous = self._tracker._si
+        self._tracker._si = self._value
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        self._tracker._si = self._previous
+        return False
+
+
+class _LoopScope:
+    """``with tracker.loop_iteration(j)``: items inside carry ``loop_iteration=j``."""
+
+    __slots__ = ("_previous", "_tracker", "_value")
+
+    def __init__(self, tracker: ExecutionTracker, value: int) -> None:
+        self._tracker = tracker
+        self._value = value
+        self._previous: int | None = None
+
+    def __enter__(self) -> _LoopScope:
+        self._previous = self._tracker._loop
+        self._tracker._loop = self._value
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        self._tracker._loop = self._previous
         return False
 
 
@@ -205,7 +241,7 @@ class ExecutionTracker:
         self._token: contextvars.Token[Any] | None = None
         self._record: ExecutionRecord | None = None
         self._lock = threading.Lock()
-        self._done = threading.Event()
+        self._done = False
         self.started_ns = _time_ns()
         self.ended_ns: int | None = None
         self.status = RunStatus.RUNNING
@@ -232,13 +268,45 @@ class ExecutionTracker:
         here (the finaliser converts and counts). Unexpected positional or
         keyword arguments are kept in the item's metadata, never raised.
         """
+        self._add(
+            item_type,
+            content,
+            media_type,
+            media,
+            model,
+            backend,
+            duration_ms,
+            metadata,
+            config,
+            _extra(args, extra),
+        )
+
+    def _add(
+        self,
+        item_type: Any,
+        content: Any,
+        media_type: Any,
+        media: Any,
+        model: Any,
+        backend: Any,
+        duration_ms: Any,
+        metadata: Any,
+        config: Any,
+        extra: Any,
+    ) -> None:
+        """Build and append one raw item: the only place that does (positional, for speed).
+
+        The sequence counter doubles as the cap check, so a refused item costs
+        a number: sequence numbers after a drop show the gap.
+        """
         try:
-            if len(self.items) < self._max_items:
+            sequence = next(self._seq)
+            if sequence <= self._max_items:
                 self._append(
                     new_raw_item(
                         RawItem,
                         (
-                            next(self._seq),
+                            sequence,
                             _time_ns(),
                             self._stage,
                             self._si,
@@ -252,7 +320,7 @@ class ExecutionTracker:
                             duration_ms,
                             metadata,
                             config,
-                            (args or None, extra or None) if args or extra else None,
+                            extra,
                         ),
                     )
                 )
@@ -262,77 +330,119 @@ class ExecutionTracker:
             self._fault(exc)
 
     # ------------------------------------------------------------ typed helpers
+    # Each helper appends through _add directly (one call, no re-packing of
+    # keyword arguments), and merges its own fields into the metadata.
 
     def log_user_input(self, text: Any, **fields: Any) -> None:
         """Record the child's prompt (stage 1)."""
-        self.log(ItemType.USER_INPUT_TEXT, text, media_type=MediaType.TEXT, **fields)
+        self.log(ItemType.USER_INPUT_TEXT, text, **fields)
 
     def log_translation(
-        self, text: Any, *, from_lang: str | None, to_lang: str | None, **fields: Any
+        self,
+        text: Any,
+        *args: Any,
+        from_lang: str | None = None,
+        to_lang: str | None = None,
+        model: str | None = None,
+        backend: str | None = None,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> None:
         """Record a translation result with its language pair."""
-        fields["metadata"] = {
-            "from_lang": from_lang,
-            "to_lang": to_lang,
-            **(fields.get("metadata") or {}),
-        }
-        self.log(ItemType.TRANSLATION_RESULT, text, **fields)
+        meta = self._merge({"from_lang": from_lang, "to_lang": to_lang}, metadata)
+        self._add(ItemType.TRANSLATION_RESULT, text, None, None, model, backend, duration_ms,
+                  meta, None, _extra(args, extra))  # fmt: skip
 
     def log_interception_iteration(
         self,
         text: Any,
-        *,
+        *args: Any,
         from_lang: str | None = None,
         to_lang: str | None = None,
-        **fields: Any,
+        model: str | None = None,
+        backend: str | None = None,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> None:
         """Record one step of a recursive interception (a Stille Post translation)."""
-        if from_lang is not None or to_lang is not None:
-            fields["metadata"] = {
-                "from_lang": from_lang,
-                "to_lang": to_lang,
-                **(fields.get("metadata") or {}),
-            }
-        self.log(ItemType.INTERCEPTION_ITERATION, text, **fields)
+        meta = self._merge({"from_lang": from_lang, "to_lang": to_lang}, metadata)
+        self._add(ItemType.INTERCEPTION_ITERATION, text, None, None, model, backend,
+                  duration_ms, meta, None, _extra(args, extra))  # fmt: skip
 
     def log_interception_final(self, text: Any, **fields: Any) -> None:
         """Record the interception's final text."""
         self.log(ItemType.INTERCEPTION_FINAL, text, **fields)
 
-    def log_safety_check(self, *, passed: bool, content: Any = None, **fields: Any) -> None:
+    def log_safety_check(
+        self,
+        *args: Any,
+        passed: bool,
+        content: Any = None,
+        model: str | None = None,
+        backend: str | None = None,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
         """Record a safety check of the current stage (1 or 3) and its verdict."""
         item_type = (
             ItemType.STAGE1_SAFETY_CHECK if self._stage == 1 else ItemType.STAGE3_SAFETY_CHECK
         )
-        fields["metadata"] = {"passed": passed, **(fields.get("metadata") or {})}
-        self.log(item_type, content, **fields)
+        meta = self._merge({"passed": passed}, metadata)
+        self._add(item_type, content, None, None, model, backend, duration_ms, meta, None,
+                  _extra(args, extra))  # fmt: skip
 
     def log_blocked(self, reason: Any, **fields: Any) -> None:
         """Record a block in the current stage (1 stops the run, 3 skips one output)."""
         item_type = ItemType.STAGE1_BLOCKED if self._stage == 1 else ItemType.STAGE3_BLOCKED
         self.log(item_type, reason, **fields)
 
-    def log_output(self, item_type: ItemType | str, media: Any, **fields: Any) -> None:
+    def log_output(
+        self,
+        item_type: ItemType | str,
+        media: Any,
+        content: Any = None,
+        *args: Any,
+        media_type: MediaType | str | None = None,
+        model: str | None = None,
+        backend: str | None = None,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
         """Record a generated output's media (stage 4)."""
-        self.log(item_type, fields.pop("content", None), media=media, **fields)
+        self._add(item_type, content, media_type, media, model, backend, duration_ms,
+                  metadata, None, _extra(args, extra))  # fmt: skip
 
     def log_output_failed(self, reason: Any, **fields: Any) -> None:
         """Record that one output could not be generated; the run goes on."""
         self.log(ItemType.OUTPUT_FAILED, reason, **fields)
 
+    def _merge(self, own: dict[str, Any], metadata: Any) -> dict[str, Any]:
+        """``own`` fields plus the caller's metadata; a non-mapping is kept, not raised."""
+        if metadata:
+            try:
+                own.update(metadata)
+            except Exception as exc:
+                self._fault(exc)
+                own["metadata"] = metadata
+        return own
+
     # ------------------------------------------------------------------- scopes
 
-    def stage(self, stage: int) -> _Scope:
+    def stage(self, stage: int) -> _StageScope:
         """Scope items to ``stage``; a change of stage records a ``stage_transition``."""
-        return _Scope(self, "_stage", stage)
+        return _StageScope(self, stage)
 
-    def stage_iteration(self, iteration: int) -> _Scope:
+    def stage_iteration(self, iteration: int) -> _IterationScope:
         """Scope items to one iteration of a recursive stage (0 is a real value)."""
-        return _Scope(self, "_si", iteration)
+        return _IterationScope(self, iteration)
 
-    def loop_iteration(self, iteration: int) -> _Scope:
+    def loop_iteration(self, iteration: int) -> _LoopScope:
         """Scope items to one output config in stages 3 and 4 (0 is a real value)."""
-        return _Scope(self, "_loop", iteration)
+        return _LoopScope(self, iteration)
 
     @property
     def current_stage(self) -> int:
@@ -340,17 +450,11 @@ class ExecutionTracker:
         return int(self._stage)
 
     def _enter_stage(self, stage: int) -> None:
-        if stage != self._transition_stage:
-            previous = self._transition_stage
-            self._transition_stage = stage
-            saved, self._stage = self._stage, stage
-            try:
-                self.log(
-                    ItemType.STAGE_TRANSITION,
-                    metadata={"from_stage": previous, "to_stage": stage},
-                )
-            finally:
-                self._stage = saved
+        """Move to ``stage`` and record the transition (the caller checked it is a change)."""
+        previous = self._transition_stage
+        self._transition_stage = self._stage = stage
+        self._add(ItemType.STAGE_TRANSITION, None, None, None, None, None, None,
+                  {"from_stage": previous, "to_stage": stage}, None, None)  # fmt: skip
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -360,7 +464,8 @@ class ExecutionTracker:
             if not self._started:
                 self._started = True
                 self._token = _current.set(self)
-                self.log(ItemType.PIPELINE_START, config=self.config_name)
+                self._add(ItemType.PIPELINE_START, None, None, None, None, None, None, None,
+                          self.config_name, None)  # fmt: skip
                 if self.finaliser is not None:
                     self.finaliser.started(self)
         except Exception as exc:
@@ -393,13 +498,13 @@ class ExecutionTracker:
                 if self._closed:
                     return
                 # The closing items are kept even when the run hit its item cap.
-                self._max_items = max(self._max_items, len(self.items) + 3)
+                self._max_items = 1 << 62  # the closing items are kept even past the cap
                 try:
                     self._log_ending(error)
                 except Exception as exc:
                     self._fault(exc)
                 self.ended_ns = _time_ns()
-                self.status = derive_status((item[5] for item in self.items), finished=True)
+                self.status = derive_status({item[5] for item in self.items}, finished=True)
                 self._closed = True
                 self._max_items = 0  # later log() calls are counted, not kept
             if self._token is not None:
@@ -425,9 +530,11 @@ class ExecutionTracker:
                 },
             )
         else:
+            if self._transition_stage != 5:
+                self._enter_stage(5)
             self._stage = 5
-            self._enter_stage(5)
-            self.log(ItemType.PIPELINE_COMPLETE)
+            self._add(ItemType.PIPELINE_COMPLETE, None, None, None, None, None, None, None, None,
+                      None)  # fmt: skip
 
     def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> ExecutionRecord:
         """Close the run, build the frozen record and hand it to the sinks.
@@ -448,8 +555,8 @@ class ExecutionTracker:
             if self.finaliser is not None:
                 self.finaliser.submit(self)
                 if wait:
-                    self._done.wait(self.limits.finalize_wait_s)
-            elif not self._done.is_set():
+                    self.finaliser.wait_for(self, self.limits.finalize_wait_s)
+            elif not self._done:
                 # No finaliser: this is a script or a test, so the caller's thread
                 # may read the media files for their sizes and checksums.
                 self._set_record(complete_media(self.record(), self.media_dir))
@@ -464,11 +571,17 @@ class ExecutionTracker:
                 self._record = build_record(self)
             return self._record
 
-    def _set_record(self, record: ExecutionRecord) -> None:
-        """Replace the cached record (the finaliser adds sink outcomes) and signal done."""
+    def _set_record(self, record: ExecutionRecord | None) -> None:
+        """Replace the cached record (the finaliser adds sink outcomes) and mark it done."""
         with self._lock:
-            self._record = record
-        self._done.set()
+            if record is not None:
+                self._record = record
+            self._done = True
+
+    @property
+    def done(self) -> bool:
+        """Whether the record is final (its sinks, if any, have run)."""
+        return self._done
 
     # --------------------------------------------------------------- bookkeeping
 
@@ -509,6 +622,11 @@ class ExecutionTracker:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _extra(args: tuple[Any, ...], extra: dict[str, Any]) -> Any:
+    """What a call passed beyond its parameters, kept for the metadata (None: nothing)."""
+    return (args or None, extra or None) if args or extra else None
 
 
 def _describe(exc: BaseException) -> str:

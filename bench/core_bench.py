@@ -1,0 +1,413 @@
+"""Tracker core benchmark: per-call cost against its floor and its peer, finalisation, store."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gc
+import statistics
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from execution_history import (
+    ExecutionTracker,
+    Finaliser,
+    ItemType,
+    Limits,
+    NullTracker,
+    SQLiteRecordStore,
+)
+from tests.records import STILLE_POST_LANGUAGES, STILLE_POST_TEXTS
+
+BATCH = 100
+ROUNDS = 1500
+UNLIMITED = Limits(max_items=10**9)
+
+
+def _per_call_ns(body: Callable[[int], None], rounds: int = ROUNDS) -> tuple[float, float]:
+    """Median and p99 of the per-call cost, timed in batches of ``BATCH`` calls.
+
+    ``body(n)`` makes ``n`` calls. Batching keeps the timer's own cost (about
+    the size of what is measured) out of the figures; p99 is over batches.
+    """
+    samples = []
+    body(BATCH * 20)  # warm up
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            began = time.perf_counter_ns()
+            body(BATCH)
+            samples.append((time.perf_counter_ns() - began) / BATCH)
+    finally:
+        gc.enable()
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def _tracker_log() -> Callable[[int], None]:
+    tracker = ExecutionTracker("bench", limits=UNLIMITED).start()
+    log = tracker.log
+    kind = ItemType.INTERCEPTION_ITERATION
+
+    def body(n: int) -> None:
+        if len(tracker.items) > 200_000:
+            tracker.items.clear()
+        for i in range(n):
+            log(
+                kind,
+                "text",
+                metadata={"seed": i, "steps": 20, "cfg": 7.5, "from_lang": "de", "to_lang": "en"},
+            )
+
+    return body
+
+
+def _typed_helper() -> Callable[[int], None]:
+    tracker = ExecutionTracker("bench", limits=UNLIMITED).start()
+    helper = tracker.log_interception_iteration
+
+    def body(n: int) -> None:
+        if len(tracker.items) > 200_000:
+            tracker.items.clear()
+        for i in range(n):
+            helper(
+                "text",
+                from_lang="de",
+                to_lang="en",
+                model="m",
+                backend="local",
+                duration_ms=1.0,
+                metadata={"seed": i, "steps": 20, "cfg": 7.5},
+            )
+
+    return body
+
+
+def _bare_append() -> Callable[[int], None]:
+    items: list[tuple[Any, ...]] = []
+    append = items.append
+    kind = ItemType.INTERCEPTION_ITERATION
+
+    def body(n: int) -> None:
+        if len(items) > 200_000:
+            items.clear()
+        for i in range(n):
+            append(
+                (
+                    i,
+                    0,
+                    2,
+                    1,
+                    None,
+                    kind,
+                    "text",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    {"seed": i, "steps": 20, "cfg": 7.5, "from_lang": "de", "to_lang": "en"},
+                    None,
+                    None,
+                )
+            )
+
+    return body
+
+
+def _null_tracker() -> Callable[[int], None]:
+    log = NullTracker("bench").log
+    kind = ItemType.INTERCEPTION_ITERATION
+
+    def body(n: int) -> None:
+        for i in range(n):
+            log(
+                kind,
+                "text",
+                metadata={"seed": i, "steps": 20, "cfg": 7.5, "from_lang": "de", "to_lang": "en"},
+            )
+
+    return body
+
+
+def _otel_span() -> Callable[[int], None]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench")
+
+    def body(n: int) -> None:
+        exporter.clear()
+        for i in range(n):
+            with tracer.start_as_current_span(
+                "interception_iteration",
+                attributes={"seed": i, "steps": 20, "cfg": 7.5, "from_lang": "de", "to_lang": "en"},
+            ):
+                pass
+
+    return body
+
+
+@dataclasses.dataclass
+class _LegacyItem:
+    item_type: str
+    content: str | None
+    stage: int
+    stage_iteration: int | None
+    timestamp: dt.datetime
+    metadata: dict[str, Any]
+
+
+def _legacy_design() -> Callable[[int], None]:
+    """The earlier design the issue names: a dataclass, datetime.now(), an ``or`` fallback."""
+    items: list[_LegacyItem] = []
+    state: dict[str, Any] = {"stage": 2, "iteration": None}
+
+    def log(
+        item_type: str,
+        content: str,
+        stage: int | None = None,
+        stage_iteration: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        items.append(
+            _LegacyItem(
+                item_type,
+                content,
+                stage or state["stage"],
+                stage_iteration or state["iteration"],
+                dt.datetime.now(dt.UTC),
+                metadata or {},
+            )
+        )
+
+    def body(n: int) -> None:
+        if len(items) > 200_000:
+            items.clear()
+        for i in range(n):
+            log(
+                "interception_iteration",
+                "text",
+                metadata={"seed": i, "steps": 20, "cfg": 7.5, "from_lang": "de", "to_lang": "en"},
+            )
+
+    return body
+
+
+def _stille_post_run(finaliser: Finaliser) -> ExecutionTracker:
+    tracker = ExecutionTracker(
+        "stillepost", safety_level="kids", user_id="u", session_id="s", finaliser=finaliser
+    )
+    with tracker:
+        with tracker.stage(1):
+            tracker.log_user_input("Ein Hund spielt im Garten")
+            tracker.log_translation(
+                "A dog plays in the garden",
+                from_lang="de",
+                to_lang="en",
+                model="glossary",
+                backend="local",
+                duration_ms=0.3,
+            )
+            tracker.log_safety_check(passed=True, metadata={"matched_terms": []})
+        with tracker.stage(2):
+            for i, text in enumerate(STILLE_POST_TEXTS, start=1):
+                with tracker.stage_iteration(i):
+                    tracker.log_interception_iteration(
+                        text,
+                        from_lang=STILLE_POST_LANGUAGES[i - 1],
+                        to_lang=STILLE_POST_LANGUAGES[i],
+                        model="glossary",
+                        backend="local",
+                        duration_ms=0.2,
+                        metadata={"seed": 7},
+                    )
+            tracker.log_interception_final(STILLE_POST_TEXTS[-1])
+        for j in (1, 2, 3):
+            with tracker.loop_iteration(j):
+                with tracker.stage(3):
+                    tracker.log_safety_check(passed=True, metadata={"level": "kids"})
+                with tracker.stage(4):
+                    tracker.log_output(
+                        ItemType.OUTPUT_IMAGE,
+                        {"path": f"output_{j}.png", "mime_type": "image/png"},
+                        model="procedural",
+                        backend="local",
+                        duration_ms=4.0,
+                        metadata={"seed": 7 + j, "steps": 20, "width": 512, "height": 512},
+                    )
+    return tracker
+
+
+def _stille_post_untracked() -> list[Any]:
+    """The same run's own work (loops, texts, the dicts it hands over) with no tracker."""
+    sink: list[Any] = []
+    keep = sink.append
+    keep("Ein Hund spielt im Garten")
+    keep(("A dog plays in the garden", "de", "en", "glossary", "local", 0.3))
+    keep({"matched_terms": []})
+    for i, text in enumerate(STILLE_POST_TEXTS, start=1):
+        keep((text, STILLE_POST_LANGUAGES[i - 1], STILLE_POST_LANGUAGES[i], "glossary", "local"))
+        keep({"seed": 7})
+    keep(STILLE_POST_TEXTS[-1])
+    for j in (1, 2, 3):
+        keep({"level": "kids"})
+        keep({"path": f"output_{j}.png", "mime_type": "image/png"})
+        keep({"seed": 7 + j, "steps": 20, "width": 512, "height": 512})
+    return sink
+
+
+def _typical_run_us() -> tuple[float, float, float, int]:
+    """Tracked runs back to back with the real background writer, as on a busy server.
+
+    The same run's own work without a tracker is timed in between, so the
+    difference is what the tracker adds on the pipeline's thread (hand-over
+    to the writer included; the writer's own work is measured separately).
+    """
+    finaliser = Finaliser([])
+    tracked, untracked = [], []
+    tracker = None
+    for index in range(2400):
+        gc.disable()
+        began = time.perf_counter_ns()
+        _stille_post_untracked()
+        middle = time.perf_counter_ns()
+        tracker = _stille_post_run(finaliser)
+        ended = time.perf_counter_ns()
+        gc.enable()
+        untracked.append((middle - began) / 1000)
+        tracked.append((ended - middle) / 1000)
+        if index % 200 == 199:
+            tracker.finalize(wait=True)  # keep the writer's backlog bounded
+    assert tracker is not None
+    items = len(tracker.finalize(wait=True).items)
+    finaliser.close()
+    tracked, untracked = tracked[200:], untracked[200:]  # warm-up
+    cost = sorted(t - u for t, u in zip(tracked, untracked, strict=True))
+    return statistics.median(tracked), statistics.median(untracked), statistics.median(cost), items
+
+
+def _closed_tracker(items: int) -> ExecutionTracker:
+    """A run of ``items`` items, closed but not yet built (``finalize`` would build it)."""
+    tracker = ExecutionTracker("bench", user_id="u", session_id="s", limits=UNLIMITED).start()
+    with tracker.stage(2):
+        for i in range(items - 4):
+            with tracker.stage_iteration(i):
+                tracker.log_interception_iteration(
+                    f"iteration {i} " * 8,
+                    from_lang="de",
+                    to_lang="en",
+                    model="m",
+                    backend="local",
+                    duration_ms=0.5,
+                    metadata={"seed": i},
+                )
+    tracker._close()
+    return tracker
+
+
+def _finalise_and_store_ms(items: int, repeats: int) -> tuple[float, float, int]:
+    build, save = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteRecordStore(Path(folder) / "h.sqlite3")
+        for _ in range(repeats):
+            tracker = _closed_tracker(items)
+            began = time.perf_counter()
+            record = tracker.record()
+            build.append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            store.save(record)
+            save.append((time.perf_counter() - began) * 1000)
+        size = len(record.items)
+        store.close()
+    return statistics.median(build), statistics.median(save), size
+
+
+def _bytes_per_item() -> tuple[float, float]:
+    tracker = ExecutionTracker("bench", limits=UNLIMITED).start()
+    count = 10_000
+    metadata = {"seed": 1, "steps": 20, "cfg": 7.5, "from_lang": "de", "to_lang": "en"}
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(count):
+        tracker.log(ItemType.INTERCEPTION_ITERATION, "text", metadata=metadata)
+    shared = tracemalloc.get_traced_memory()[0] - before
+    for i in range(count):
+        tracker.log(
+            ItemType.INTERCEPTION_ITERATION,
+            "text",
+            metadata={"seed": i, "steps": 20, "cfg": 7.5, "from_lang": "de", "to_lang": "en"},
+        )
+    total = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return shared / count, (total - shared) / count
+
+
+def run() -> list[dict[str, Any]]:
+    """Measure everything in one process, side by side; returns table rows."""
+    rows: list[dict[str, Any]] = []
+
+    def row(what: str, value: float, unit: str, target: str = "", met: bool | None = None) -> None:
+        verdict = "" if met is None else ("met" if met else "NOT MET")
+        rows.append(
+            {
+                "measure": what,
+                "value": round(value, 3),
+                "unit": unit,
+                "target": target,
+                "verdict": verdict,
+            }
+        )
+
+    floor_med, _ = _per_call_ns(_bare_append())
+    log_med, log_p99 = _per_call_ns(_tracker_log())
+    helper_med, helper_p99 = _per_call_ns(_typed_helper())
+    null_med, _ = _per_call_ns(_null_tracker())
+    otel_med, otel_p99 = _per_call_ns(_otel_span(), rounds=300)
+    legacy_med, _ = _per_call_ns(_legacy_design())
+    row("bare list.append of the same tuple (floor), median", floor_med / 1000, "µs")
+    row("tracker.log, 5-key metadata, median", log_med / 1000, "µs", "≤ 1 µs", log_med <= 1000)
+    row("tracker.log, p99 (batches of 100)", log_p99 / 1000, "µs")
+    ratio = log_med / floor_med
+    row("tracker.log ÷ floor", ratio, "×", "≤ 5×", ratio <= 5)
+    row("typed helper log_interception_iteration, median", helper_med / 1000, "µs")
+    row("typed helper, p99", helper_p99 / 1000, "µs")
+    row("OpenTelemetry span, 5 attributes, median", otel_med / 1000, "µs")
+    row("OpenTelemetry span, p99", otel_p99 / 1000, "µs")
+    speedup = otel_med / log_med
+    row("OpenTelemetry span ÷ tracker.log", speedup, "×", "≥ 10×", speedup >= 10)
+    row("earlier design (dataclass + datetime.now), median", legacy_med / 1000, "µs")
+    row("earlier design ÷ tracker.log", legacy_med / log_med, "×")
+    row(
+        "disabled tracker (NullTracker.log), median",
+        null_med / 1000,
+        "µs",
+        "≤ 0.2 µs",
+        null_med <= 200,
+    )
+    tracked, untracked, cost, items = _typical_run_us()
+    row(f"typical Stille Post run ({items} items) with the tracker, median", tracked, "µs")
+    row("the same run's own work without a tracker, median", untracked, "µs")
+    row("tracker time of a typical Stille Post run, median", cost, "µs", "≤ 30 µs", cost <= 30)
+    for items, repeats, target in ((30, 200, 2.0), (1000, 30, 20.0)):
+        build, save, size = _finalise_and_store_ms(items, repeats)
+        row(f"finalise (build record), {size} items, median", build, "ms")
+        row(
+            f"durable store write (WAL, synchronous=FULL), {size} items, median",
+            save,
+            "ms",
+            f"≤ {target:g} ms",
+            save <= target,
+        )
+    shared, own = _bytes_per_item()
+    row("memory per item (metadata dict shared)", shared, "bytes")
+    row("memory per item (own 5-key metadata dict)", own, "bytes")
+    return rows

@@ -497,6 +497,10 @@ def split_paragraphs(text: str, max_chars: int = 2000) -> list[str]:
         else:
             while cut > 1 and _is_cluster_continuation(text[start + cut]):
                 cut -= 1
+            if cut == 1:
+                # One "cluster" longer than a piece (a letter with thousands of
+                # combining marks): cut it, or the text would split per character.
+                cut = max_chars
         pieces.append(text[start : start + cut])
         start += cut
     pieces.append(text[start:])

@@ -302,3 +302,11 @@ def test_any_text_renders_in_a_pdf(text: str) -> None:
     fonts = register_fonts()
     for font, run in font_runs(text):
         assert all(ord(char) in fonts.coverage[font] for char in run.replace("\n", ""))
+
+
+def test_split_paragraphs_cuts_an_endless_cluster_into_full_pieces() -> None:
+    """A letter with 50,000 combining marks is cut into ~25 pieces, not 50,000."""
+    text = "e" + "\u0301" * 50_000
+    pieces = split_paragraphs(text, max_chars=2000)
+    assert "".join(pieces) == text
+    assert len(pieces) <= 27

@@ -1,0 +1,123 @@
+"""XLSX: the tidy tables (items, runs, data dictionary) as three sheets of one workbook (openpyxl).
+
+The sheets hold exactly the rows of the csv format (``_tables``): the same
+cleaning, formula neutralising and splitting of long texts. Every text is
+stored as a string cell (never a formula, error or number), times as ISO 8601
+text so microseconds and the UTC mark survive. The workbook is written in
+openpyxl's write-only mode, so a batch of many runs streams through temporary
+files instead of building every cell in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from execution_history import ExecutionRecord
+
+from ._tables import (
+    DICTIONARY_HEADER,
+    ITEM_COLUMNS,
+    RUN_COLUMNS,
+    Cell,
+    Column,
+    dictionary_rows,
+    header,
+    item_rows,
+    run_rows,
+)
+
+name = "xlsx"
+media_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+extension = "xlsx"
+description = "Tidy tables (items, runs, data dictionary) as sheets of an Excel workbook"
+requires: tuple[str, ...] = ("openpyxl",)
+extra = "research"
+
+#: Column widths (in characters) for the long text columns; others keep the default.
+_WIDE = {"text": 60, "parameters": 40, "model_versions": 40, "meaning": 80, "allowed_values": 30}
+
+
+def _letter(index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return str(get_column_letter(index + 1))
+
+
+def _sheet(workbook: Any, title: str, names: Sequence[str]) -> Any:
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    # typed as Any: types-openpyxl omits the write-only sheet's column_dimensions
+    sheet: Any = workbook.create_sheet(title)
+    sheet.freeze_panes = "A2"
+    for index, column in enumerate(names):
+        if column in _WIDE:
+            sheet.column_dimensions[_letter(index)].width = _WIDE[column]
+    bold = Font(bold=True)
+    cells = []
+    for column in names:
+        cell = WriteOnlyCell(sheet, value=column)
+        cell.font = bold
+        cells.append(cell)
+    sheet.append(cells)
+    return sheet
+
+
+def _writer(sheet: Any) -> Callable[[Sequence[Cell]], None]:
+    from openpyxl.cell import WriteOnlyCell
+
+    def append(row: Sequence[Cell]) -> None:
+        values: list[Any] = []
+        for value in row:
+            if isinstance(value, str):
+                cell = WriteOnlyCell(sheet, value=value)
+                # openpyxl would read "#N/A" as an error cell; keep every text a string
+                cell.data_type = "s"
+                values.append(cell)
+            else:
+                values.append(value)
+        sheet.append(values)
+
+    return append
+
+
+def export(record: ExecutionRecord, stream: BinaryIO, *, media_dir: Path | None = None) -> None:
+    """Write one run's tables as an XLSX workbook with three sheets.
+
+    Args:
+        record: a finished, pseudonymised record.
+        stream: a writable binary stream.
+        media_dir: unused; the tables reference media by path and sha256.
+    """
+    export_batch([(record, media_dir)], stream)
+
+
+def export_batch(records: Iterable[tuple[ExecutionRecord, Path | None]], stream: BinaryIO) -> None:
+    """Write many runs' tables into one XLSX workbook (sheets items, runs, data_dictionary).
+
+    Args:
+        records: pairs of a pseudonymised record and its media folder (unused).
+        stream: a writable binary stream.
+    """
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    workbook.properties.creator = "execution-history"
+    workbook.properties.title = "Execution history: tidy tables"
+    items = _writer(_sheet(workbook, "items", _names(ITEM_COLUMNS)))
+    runs = _writer(_sheet(workbook, "runs", _names(RUN_COLUMNS)))
+    dictionary = _writer(_sheet(workbook, "data_dictionary", DICTIONARY_HEADER))
+    for record, _media_dir in records:
+        for row in item_rows(record):
+            items(row)
+        for row in run_rows(record):
+            runs(row)
+    for row in dictionary_rows():
+        dictionary(row)
+    workbook.save(stream)
+
+
+def _names(columns: Sequence[Column]) -> list[str]:
+    return [str(name) for name in header(columns)]

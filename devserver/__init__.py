@@ -1,1 +1,28 @@
-"""devserver package."""
+"""The devserver: a Flask app that runs the 4-stage pipeline with tracker hooks.
+
+Public surface: ``create_app`` (the app factory) and the orchestrator's entry
+points for code that runs a pipeline without HTTP.
+"""
+
+from __future__ import annotations
+
+from ._app import create_app
+from ._configs import ConfigError, PipelineConfig, load_config, load_configs
+from ._orchestrator import Outcome, Pipeline, RunRequest, run_pipeline
+from ._settings import SettingsError
+from ._state import DevServer, get_state
+
+__all__ = [
+    "ConfigError",
+    "DevServer",
+    "Outcome",
+    "Pipeline",
+    "PipelineConfig",
+    "RunRequest",
+    "SettingsError",
+    "create_app",
+    "get_state",
+    "load_config",
+    "load_configs",
+    "run_pipeline",
+]

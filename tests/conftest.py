@@ -20,3 +20,57 @@ def media_dir(tmp_path: Path) -> Path:
 def finished_record(media_dir: Path) -> ExecutionRecord:
     """A finished Stille Post record (8 iterations, 3 outputs, one blocked) with real images."""
     return stille_post_record(media_dir)
+
+
+# --------------------------------------------------------------------------- devserver
+# The app/client/runner fixtures of the Flask tutorial, each on its own data dir.
+
+
+@pytest.fixture
+def app_config(tmp_path: Path) -> dict[str, object]:
+    """The ``create_app`` overrides of the ``app`` fixture; tests may change them first."""
+    return {"TESTING": True, "DATA_DIR": str(tmp_path / "instance")}
+
+
+@pytest.fixture
+def app(app_config: dict[str, object], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A devserver app on a fresh data dir; its runs are finished and stored at teardown."""
+    import os
+
+    from devserver import create_app
+
+    for name in list(os.environ):  # the developer's settings must not leak into tests
+        if name.startswith("DEVSERVER_") or name == "OLLAMA_HOST":
+            monkeypatch.delenv(name)
+    app = create_app(app_config)
+    yield app
+    app.extensions["devserver"].close()
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    """A test client of ``app``."""
+    return app.test_client()
+
+
+class DevserverRunner:
+    """Invokes the ``devserver`` console script on the ``app`` fixture's data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from click.testing import CliRunner
+
+        self.data_dir = data_dir
+        self._runner = CliRunner()
+
+    def invoke(self, args: list[str], **kwargs: object):  # type: ignore[no-untyped-def]
+        """Run ``devserver *args`` in-process; returns click's ``Result``."""
+        from devserver.cli import main
+
+        env = {"DEVSERVER_DATA_DIR": str(self.data_dir), **dict(kwargs.pop("env", {}) or {})}  # type: ignore[call-overload]
+        return self._runner.invoke(main, args, env=env, catch_exceptions=False, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def runner(app) -> DevserverRunner:  # type: ignore[no-untyped-def]
+    """Runs ``devserver`` commands against the ``app`` fixture's data dir."""
+    return DevserverRunner(app.extensions["devserver"].settings.data_dir)

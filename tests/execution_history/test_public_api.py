@@ -17,6 +17,9 @@ EXPECTED = {
     "StageSummary", "Stats", "StoreSink", "bind_context", "build_record", "current_tracker",
     "derive_status", "is_run_id", "new_run_id", "summarise_stages", "utc_from_ns",
     "utc_text", "write_atomically",
+    # the progress model (issue 6)
+    "IterationProgress", "OutputProgress", "RunProgress", "build_progress", "live_item",
+    "progress_of_record",
 }  # fmt: skip
 
 

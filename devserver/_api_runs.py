@@ -1,0 +1,145 @@
+"""Blueprint: start a run, read its record, fetch its media (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, send_from_directory, url_for
+
+from execution_history import ExecutionRecord, ItemType
+
+from ._errors import ApiError
+from ._run_body import parse_run_body
+from ._runs import RunResult, ServiceUnavailable
+from ._state import get_state
+
+bp = Blueprint("runs", __name__, url_prefix="/api/runs")
+
+#: Media names the orchestrator writes: no folders, no leading dot, one known suffix.
+MEDIA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,120}\.[a-z0-9]{2,5}")
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "glb": "model/gltf-binary",
+}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _links(run_id: str) -> dict[str, str]:
+    return {"record": url_for("runs.get_run", run_id=run_id)}
+
+
+def _media_links(record: ExecutionRecord) -> list[dict[str, Any]]:
+    outputs = []
+    for item in record.items:
+        if item.media is not None and "/" not in item.media.path:
+            outputs.append(
+                {
+                    "loop_iteration": item.loop_iteration,
+                    "item_type": str(item.item_type),
+                    "mime_type": item.media.mime_type,
+                    "url": url_for("runs.get_media", run_id=record.run_id, name=item.media.path),
+                }
+            )
+    return outputs
+
+
+def _summary(record: ExecutionRecord) -> dict[str, Any]:
+    final = next(
+        (i.content for i in record.items if i.item_type == ItemType.INTERCEPTION_FINAL), None
+    )
+    return {
+        "config": record.config_name,
+        "safety_level": record.safety_level,
+        "status": str(record.status),
+        "started_at": record.started_at.isoformat(),
+        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
+        "duration_ms": record.duration_ms,
+        "items": len(record.items),
+        "stages": [s.model_dump(mode="json") for s in record.stages],
+        "interception_final": final,
+        "outputs": _media_links(record),
+    }
+
+
+@bp.post("")
+def start_run() -> tuple[Response, int, dict[str, str]]:
+    """Validate the body and start the run; ``?wait=true`` answers when it has ended.
+
+    Returns 202 ``{"run_id", "status", "links"}``; with ``wait`` 200 and a
+    ``summary`` (or 202 when the run outlasts the wait timeout).
+    """
+    state = get_state()
+    body = request.get_json(silent=True)
+    parsed = parse_run_body(
+        body,
+        state.configs,
+        languages=getattr(state.backend, "languages", ()),
+        max_input_chars=state.settings.max_input_chars,
+    )
+    try:
+        run = state.runs.submit(
+            parsed.request, user_id=parsed.user_id, session_id=parsed.session_id
+        )
+    except ServiceUnavailable as exc:
+        raise ApiError(
+            503, "unavailable", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        ) from None
+    headers = {"Location": url_for("runs.get_run", run_id=run.run_id)}
+    answer: dict[str, Any] = {
+        "run_id": run.run_id,
+        "status": "running",
+        "links": _links(run.run_id),
+    }
+    if request.args.get("wait", "").lower() in _TRUE:
+        try:
+            result: RunResult = run.future.result(timeout=state.settings.wait_timeout_s)
+        except concurrent.futures.TimeoutError:
+            return jsonify(answer), 202, headers
+        except concurrent.futures.CancelledError:
+            raise ApiError(
+                503,
+                "unavailable",
+                "The server shut down before the run started.",
+                headers={"Retry-After": "10"},
+            ) from None
+        record = result.record
+        answer["status"] = str(record.status) if record is not None else result.outcome
+        answer["summary"] = _summary(record) if record is not None else None
+        return jsonify(answer), 200, headers
+    return jsonify(answer), 202, headers
+
+
+@bp.get("/<run_id:run_id>")
+def get_run(run_id: str) -> Response:
+    """The run's record as JSON, with people's ids replaced by keyed pseudonyms."""
+    state = get_state()
+    record = state.runs.record(run_id)
+    if record is None:
+        raise ApiError(404, "not_found", "There is no run with this id.")
+    public = record.pseudonymised(state.pseudonymiser)
+    response = Response(public.model_dump_json(), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/<run_id:run_id>/media/<name>")
+def get_media(run_id: str, name: str) -> Response:
+    """One media file of the run, with its content type; names are validated first."""
+    suffix = name.rsplit(".", 1)[-1].lower()
+    if not MEDIA_NAME.fullmatch(name) or suffix not in MEDIA_TYPES:
+        raise ApiError(404, "not_found", "There is no such media file.")
+    state = get_state()
+    folder = state.runs.media_dir(run_id)
+    # send_from_directory joins safely and answers 404 for a missing file.
+    return send_from_directory(folder, name, mimetype=MEDIA_TYPES[suffix], max_age=3600)

@@ -1,0 +1,85 @@
+"""One in-flight journal folder per process, so a start-up recovers only runs of dead processes.
+
+The core's ``Journal.recover`` turns every journal file it finds into an
+``incomplete`` record. With ``devserver serve`` and ``devserver run`` sharing
+a data dir, a starting process must not do that to a living process's runs.
+So each process journals into ``<data_dir>/journal/<random>/`` and holds an
+exclusive ``flock`` on a lock file there for as long as it lives; the kernel
+releases the lock when the process dies, however it dies. At start-up, a
+folder whose lock can be taken belongs to a dead process and is recovered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import secrets
+import shutil
+from pathlib import Path
+from typing import IO
+
+from execution_history import Journal, RecordStore
+
+logger = logging.getLogger("devserver")
+
+_LOCK_NAME = ".lock"
+
+
+class ProcessJournal:
+    """This process's journal folder and its lock.
+
+    Args:
+        root: ``<data_dir>/journal``.
+        interval_s: how often the journal writes new items.
+    """
+
+    def __init__(self, root: Path, *, interval_s: float = 0.25) -> None:
+        self.root = root
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = secrets.token_hex(8)
+        # Locked before it gets its visible name, so no other process can see it unlocked.
+        staging = root / f".new-{name}"
+        staging.mkdir(mode=0o700)
+        self._lock_file: IO[bytes] | None = (staging / _LOCK_NAME).open("wb")
+        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.folder = staging.rename(root / name)
+        self.journal = Journal(self.folder, interval_s=interval_s)
+
+    def recover_dead(self, store: RecordStore) -> list[str]:
+        """Store ``incomplete`` records for the runs of dead processes; returns their ids."""
+        recovered: list[str] = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if folder == self.folder or folder.name.startswith("."):
+                continue
+            lock_path = folder / _LOCK_NAME
+            try:
+                handle = lock_path.open("ab")
+            except OSError:
+                continue
+            with handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its process is alive
+                journal = Journal(folder, interval_s=3600)
+                try:
+                    recovered.extend(journal.recover(store))
+                finally:
+                    journal.close()
+                if not any(p.suffix == ".jsonl" for p in folder.iterdir()):
+                    shutil.rmtree(folder, ignore_errors=True)
+        if recovered:
+            logger.warning("recovered %d run(s) left by a process that died", len(recovered))
+        return recovered
+
+    def close(self) -> None:
+        """Stop journaling; remove the folder when no run was left unfinished."""
+        self.journal.close()
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                leftovers = [p for p in self.folder.iterdir() if p.suffix == ".jsonl"]
+                if not leftovers:
+                    shutil.rmtree(self.folder, ignore_errors=True)
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None

@@ -1,0 +1,262 @@
+"""Running runs: a bounded worker pool, one tracker per run, and where a run's record is found.
+
+``RunService.submit`` never queues without bound: it holds ``workers +
+queue_size`` slots and refuses with ``ServiceUnavailable`` when all are taken
+(the HTTP layer answers 503 with ``Retry-After``). Each run's tracker is made
+at submission, so its id is known at once and a queued run is already
+readable. A run leaves the service's table only after ``finalize(wait=True)``
+returned, i.e. after its record was stored, so a reader always finds it in
+the table, the live registry or the store.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from execution_history import (
+    ExecutionRecord,
+    ExecutionTracker,
+    Finaliser,
+    LiveRunRegistry,
+    NullTracker,
+    RecordStore,
+    build_record,
+)
+
+from ._orchestrator import Pipeline, RunRequest, run_pipeline
+from .backends import BackendError
+
+logger = logging.getLogger("devserver")
+
+
+class ServiceUnavailable(Exception):
+    """No run can start now (all slots taken, or shutting down); try again later.
+
+    Attributes:
+        retry_after_s: a sensible wait before trying again, in whole seconds.
+    """
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RunAborted(Exception):
+    """The server shut down before the run could finish."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended: the pipeline's outcome and, when tracked, the stored record."""
+
+    run_id: str
+    outcome: str
+    record: ExecutionRecord | None
+
+
+@dataclass(slots=True)
+class Run:
+    """A submitted run: its tracker, its request and the future of its result."""
+
+    tracker: ExecutionTracker | NullTracker
+    request: RunRequest
+    future: concurrent.futures.Future[RunResult] = field(default_factory=concurrent.futures.Future)
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.tracker.run_id
+
+
+class RunService:
+    """Starts runs on a bounded pool and finds their records.
+
+    Args:
+        pipeline: backend and filters shared by all runs.
+        media_root: ``<data_dir>/media``; each run writes into ``<media_root>/<run_id>``.
+        finaliser: hands finished records to the store (and the live registry).
+        registry: the live-run registry the finaliser fills.
+        store: where finished records are read from.
+        workers: runs executing at once.
+        queue_size: runs waiting for a worker at most.
+        tracking: False replaces the tracker by the no-op ``NullTracker`` (benchmarks).
+        software_version, model_versions: stored with every record.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        media_root: Path,
+        finaliser: Finaliser,
+        registry: LiveRunRegistry,
+        store: RecordStore,
+        workers: int,
+        queue_size: int,
+        tracking: bool = True,
+        software_version: str | None = None,
+        model_versions: dict[str, str | None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.media_root = media_root
+        self.finaliser = finaliser
+        self.registry = registry
+        self.store = store
+        self.workers = workers
+        self.capacity = workers + queue_size
+        self.tracking = tracking
+        self.software_version = software_version
+        self.model_versions = dict(model_versions or {})
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="devserver-run"
+        )
+        self._slots = threading.BoundedSemaphore(self.capacity)
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+        self._accepting = True
+
+    # ------------------------------------------------------------------ runs
+
+    def new_tracker(
+        self, request: RunRequest, *, user_id: str | None = None, session_id: str | None = None
+    ) -> ExecutionTracker | NullTracker:
+        """A tracker for one run of ``request`` (the no-op tracker when tracking is off)."""
+        if not self.tracking:
+            return NullTracker(request.config.name)
+        tracker = ExecutionTracker(
+            request.config.name,
+            safety_level=request.safety_level,
+            user_id=user_id,
+            session_id=session_id,
+            finaliser=self.finaliser,
+            software_version=self.software_version,
+            model_versions=self.model_versions,
+        )
+        tracker.media_dir = self.media_dir(tracker.run_id)
+        return tracker
+
+    def media_dir(self, run_id: str) -> Path:
+        """The media folder of ``run_id`` (a validated run id)."""
+        return self.media_root / run_id
+
+    def submit(
+        self, request: RunRequest, *, user_id: str | None = None, session_id: str | None = None
+    ) -> Run:
+        """Start ``request`` on the pool.
+
+        Raises:
+            ServiceUnavailable: every slot is taken, or the service is shutting down.
+        """
+        if not self._accepting:
+            raise ServiceUnavailable("The server is shutting down.", retry_after_s=10)
+        if not self._slots.acquire(blocking=False):
+            raise ServiceUnavailable(
+                f"All {self.capacity} run slots are taken; try again shortly.", retry_after_s=2
+            )
+        run = Run(self.new_tracker(request, user_id=user_id, session_id=session_id), request)
+        with self._lock:
+            self._runs[run.run_id] = run
+        try:
+            future = self._executor.submit(self._execute, run)
+        except RuntimeError:  # the pool was shut down between the check and here
+            self._forget(run)
+            raise ServiceUnavailable("The server is shutting down.", retry_after_s=10) from None
+        future.add_done_callback(functools.partial(_chain, target=run.future))
+        return run
+
+    def run_inline(self, run: Run) -> RunResult:
+        """Execute ``run`` on the calling thread (the CLI's ``devserver run``)."""
+        self._slots.acquire()
+        with self._lock:
+            self._runs[run.run_id] = run
+        result = self._execute(run)
+        run.future.set_result(result)
+        return result
+
+    def _execute(self, run: Run) -> RunResult:
+        outcome = "error"
+        record: ExecutionRecord | None = None
+        try:
+            outcome = run_pipeline(
+                run.tracker, run.request, self.pipeline, self.media_dir(run.run_id)
+            )
+        except BackendError as exc:
+            logger.warning("run %s failed in its backend: %s", run.run_id, exc)
+        except Exception:
+            logger.exception("run %s ended with an unexpected error", run.run_id)
+        finally:
+            try:
+                # Waits until the store has the record: from now on readers find it there.
+                record = run.tracker.finalize(wait=True)
+            finally:
+                self._forget(run)
+        return RunResult(run.run_id, outcome, record)
+
+    def _forget(self, run: Run) -> None:
+        with self._lock:
+            if self._runs.pop(run.run_id, None) is not None:
+                self._slots.release()
+
+    # --------------------------------------------------------------- reading
+
+    def active(self) -> int:
+        """Runs submitted and not yet stored."""
+        return len(self._runs)
+
+    def live_record(self, run_id: str) -> ExecutionRecord | None:
+        """The current record of a run that is queued or running, else None."""
+        run = self._runs.get(run_id)
+        tracker = run.tracker if run is not None else self.registry.get(run_id)
+        if isinstance(tracker, ExecutionTracker):
+            return build_record(tracker)
+        return None
+
+    def record(self, run_id: str) -> ExecutionRecord | None:
+        """The record of ``run_id``: live while it runs, from the store after."""
+        return self.live_record(run_id) or self.store.load(run_id)
+
+    # --------------------------------------------------------------- shutdown
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Stop taking runs, let the submitted ones finish, finalise the rest as ``error``.
+
+        Runs still queued or running after ``timeout_s`` get a ``pipeline_error``
+        (``RunAborted``) and their record is stored now; nothing is dropped.
+        Returns True when every run finished by itself.
+        """
+        self._accepting = False
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            pending = list(self._runs.values())
+        concurrent.futures.wait([r.future for r in pending], timeout=timeout_s)
+        # Queued runs will not start any more; running ones cannot be stopped, only recorded.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            leftovers = list(self._runs.values())
+        for run in leftovers:
+            message = "the server shut down before this run could finish"
+            logger.warning("run %s: %s; recorded as error", run.run_id, message)
+            run.tracker.start()  # a queued run has not started; a no-op for a running one
+            run.tracker.finalize(wait=True, error=RunAborted(message))  # stored before we go on
+            self._forget(run)
+        remaining = max(0.0, deadline - time.monotonic())
+        concurrent.futures.wait([r.future for r in leftovers], timeout=min(remaining, 1.0))
+        return not leftovers
+
+
+def _chain(
+    done: concurrent.futures.Future[RunResult], target: concurrent.futures.Future[RunResult]
+) -> None:
+    """Copy a pool future's result into the run's own future (which exists before the pool's)."""
+    if done.cancelled():
+        target.cancel()
+    elif (error := done.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(done.result())

@@ -1,0 +1,33 @@
+"""Blueprint: the educational UI at ``/``, served with a Content-Security-Policy."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template
+
+bp = Blueprint("ui", __name__)
+
+#: Only this server's own scripts, styles, images, audio and connections; no inline script,
+#: no inline style, no plugins, no framing. Prompts and model output are inserted as text.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "media-src 'self'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+@bp.get("/")
+def index() -> Response:
+    """The page where a child starts a run and watches its journey (docs/ui.md)."""
+    response = Response(render_template("index.html"), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-cache"
+    return response

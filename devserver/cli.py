@@ -1,0 +1,190 @@
+"""The ``devserver`` console script: ``serve`` the app, ``run`` one pipeline in-process.
+
+Further commands (``status``, ``runs``, ``show``, ``export``, ``forget``,
+``prune``) attach to the ``main`` group with ``main.add_command``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import click
+from flask import Flask
+
+from execution_history import STAGE_NAMES, ExecutionItem, ExecutionTracker, build_record
+
+from ._cli_research import register as register_research_commands
+from ._configs import ConfigError
+from ._run_body import DEFAULT_SAFETY_LEVEL, MAX_SEED
+from ._runs import Run
+from ._settings import SettingsError
+from .safety import SAFETY_LEVELS
+
+
+def make_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The app, with configuration errors turned into a clean CLI error."""
+    from ._app import create_app
+
+    try:
+        return create_app(test_config)
+    except (SettingsError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="execution-history", prog_name="devserver")
+def main() -> None:
+    """The devserver: a 4-stage AI-art pipeline whose every step is recorded."""
+
+
+@main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="DEVSERVER_HOST",
+    help="Interface to listen on (0.0.0.0 for every interface).",
+)
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="DEVSERVER_PORT",
+    help="Port to listen on (0 picks a free one).",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(1, 1024),
+    help="Request threads (default: twice the run slots, at least 16).",
+)
+def serve(host: str, port: int, threads: int | None) -> None:
+    """Serve the app under waitress until Ctrl+C or SIGTERM."""
+    from ._serve import serve as serve_app
+
+    app = make_app()
+    try:
+        clean = serve_app(app, host, port, threads)
+    except OSError as exc:  # e.g. the port is taken
+        app.extensions["devserver"].close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sys.exit(0 if clean else 1)
+
+
+def describe(item: ExecutionItem, iterations: int) -> str | None:
+    """One line of the journey for ``item`` (None for items not worth a line)."""
+    kind = str(item.item_type)
+    meta = item.metadata
+    timing = f" [{item.model}, {item.duration_ms:g} ms]" if item.duration_ms is not None else ""
+    loop = f"output {item.loop_iteration}" if item.loop_iteration is not None else ""
+    if kind == "pipeline_start":
+        return None
+    if kind == "stage_transition":
+        to = meta.get("to_stage")
+        return None if to == 5 else f"\n== Stage {to}: {STAGE_NAMES.get(int(to or 0), '')} =="
+    if kind == "user_input_text":
+        return f"  input ({meta.get('language') or 'language unknown'}): {item.content}"
+    if kind in ("translation_result", "interception_iteration"):
+        pair = (
+            f"{meta.get('from_lang') or '?'} → {meta.get('to_lang')}" if "to_lang" in meta else ""
+        )
+        step = f"[{item.stage_iteration}/{iterations}] " if item.stage_iteration else ""
+        label = pair or str(meta.get("mode") or item.model)
+        return f"  {step}{label}: {item.content}{timing}"
+    if kind == "interception_final":
+        return f"  final: {item.content}"
+    if kind in ("stage1_safety_check", "stage3_safety_check"):
+        return f"  {loop + ' ' if loop else ''}safety check: {item.content}"
+    if kind in ("stage1_blocked", "stage3_blocked"):
+        return f"  BLOCKED: {item.content}"
+    if kind.startswith("output_") and item.media is not None:
+        media = item.media
+        size = f"{media.width}×{media.height}" if media.width else f"{media.duration_s:g} s"
+        return f"  {loop}: {kind.removeprefix('output_')} {size} → {media.path}{timing}"
+    if kind == "output_failed":
+        return f"  {loop} FAILED: {item.content}"
+    if kind == "pipeline_error":
+        return f"\n✘ error: {item.content}"
+    if kind == "pipeline_complete":
+        return None
+    return f"  {kind}: {item.content}"
+
+
+@main.command("run")
+@click.argument("config")
+@click.argument("text")
+@click.option(
+    "--safety-level",
+    type=click.Choice(SAFETY_LEVELS),
+    default=DEFAULT_SAFETY_LEVEL,
+    show_default=True,
+)
+@click.option("--language", default=None, help="The prompt's language (detected when omitted).")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=None,
+    help="Random seed (random when omitted).",
+)
+def run_command(
+    config: str, text: str, safety_level: str, language: str | None, seed: int | None
+) -> None:
+    """Run CONFIG on TEXT in this process and print the journey as it happens."""
+    from ._errors import ApiError
+    from ._run_body import parse_run_body
+    from ._state import get_state
+
+    app = make_app()
+    state = get_state(app)
+    try:
+        body: dict[str, Any] = {"config": config, "input": text, "safety_level": safety_level}
+        if language is not None:
+            body["language"] = language
+        if seed is not None:
+            body["seed"] = seed
+        try:
+            parsed = parse_run_body(
+                body,
+                state.configs,
+                languages=getattr(state.backend, "languages", ()),
+                max_input_chars=state.settings.max_input_chars,
+            )
+        except ApiError as exc:
+            raise click.UsageError(exc.message) from None
+        request = parsed.request
+        run = Run(state.runs.new_tracker(request), request)
+        iterations = request.config.interception.iterations
+        click.echo(f"Run {run.run_id}: {config}, safety level {safety_level}, seed {request.seed}")
+        worker = threading.Thread(target=state.runs.run_inline, args=(run,), daemon=True)
+        worker.start()
+        printed = 0
+        tracker = run.tracker
+        while True:
+            done = not worker.is_alive()
+            if isinstance(tracker, ExecutionTracker):
+                items = build_record(tracker).items
+                for item in items[printed:]:
+                    line = describe(item, iterations)
+                    if line is not None:
+                        click.echo(line)
+                printed = len(items)
+            if done:
+                break
+            worker.join(0.05)
+        result = run.future.result()
+        record = result.record
+        status = str(record.status) if record is not None else result.outcome
+        click.echo(f"\nStatus: {status}")
+        click.echo(f"Run id: {run.run_id}")
+        if state.runs.media_dir(run.run_id).is_dir():
+            click.echo(f"Media:  {state.runs.media_dir(run.run_id)}")
+    finally:
+        state.close()
+    if status == "error":
+        sys.exit(1)
+
+
+register_research_commands(main)

@@ -1,0 +1,552 @@
+// The journey page: start a run, follow its live feed (/api/runs/<id>/events), show each step.
+// Every text from the server (prompts, model output, config descriptions) is inserted with
+// textContent or as an attribute value, never as HTML. Media URLs must be this run's own.
+"use strict";
+
+(function () {
+  const TEXTS = window.JOURNEY_TEXTS;
+  const RUN_ID = /^[0-9a-f]{32}$/;
+  const ITEM_TYPES = [
+    "pipeline_start", "stage_transition", "pipeline_complete", "pipeline_error",
+    "user_input_text", "user_input_image", "translation_result", "stage1_safety_check",
+    "stage1_blocked", "interception_iteration", "interception_final", "stage3_safety_check",
+    "stage3_blocked", "output_image", "output_audio", "output_music", "output_video",
+    "output_3d", "output_failed", "item",
+  ];
+  const MAX_MANUAL_RETRIES = 20;
+
+  const $ = (id) => document.getElementById(id);
+  let lang = "de";
+  let run = null; // the run being shown: {id, source, lastSeq, ended, level, retries, timer}
+  let formats = null;
+
+  // ------------------------------------------------------------------ texts
+
+  function t(key, args) {
+    const table = TEXTS[lang] || TEXTS.en;
+    const template = table[key] !== undefined ? table[key] : (TEXTS.en[key] || key);
+    return template.replace(/\{(\w+)\}/g, (whole, name) => {
+      if (!args || !(name in args)) return whole;
+      const value = args[name];
+      if (value && typeof value === "object" && typeof value.key === "string") {
+        return t(value.key, value.args);
+      }
+      return String(value);
+    });
+  }
+
+  // Sets an element's text (or one attribute) from a text key, and remembers key and
+  // arguments so that switching the language re-renders it.
+  function label(el, key, args, attr) {
+    const name = attr ? "i18nAttr" + attr : "i18n";
+    el.dataset[name] = key;
+    if (args) el.dataset[name + "Args"] = JSON.stringify(args);
+    else delete el.dataset[name + "Args"];
+    const text = t(key, args);
+    if (attr) el.setAttribute(attr, text);
+    else el.textContent = text;
+    return el;
+  }
+
+  function relabel() {
+    for (const el of document.querySelectorAll("[data-i18n]")) {
+      const args = el.dataset.i18nArgs ? JSON.parse(el.dataset.i18nArgs) : undefined;
+      el.textContent = t(el.dataset.i18n, args);
+    }
+    for (const el of document.querySelectorAll("[data-i18n-attralt]")) {
+      const args = el.dataset.i18nAttraltArgs ? JSON.parse(el.dataset.i18nAttraltArgs) : undefined;
+      el.setAttribute("alt", t(el.dataset.i18nAttralt, args));
+    }
+    document.title = t("title");
+  }
+
+  function setLanguage(next) {
+    lang = TEXTS[next] ? next : "en";
+    document.documentElement.lang = lang;
+    for (const button of document.querySelectorAll("button.lang")) {
+      button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
+    }
+    try { localStorage.setItem("journey-lang", lang); } catch (e) { /* private mode */ }
+    relabel();
+    showConfigDescription();
+  }
+
+  function initialLanguage() {
+    try {
+      const saved = localStorage.getItem("journey-lang");
+      if (saved && TEXTS[saved]) return saved;
+    } catch (e) { /* private mode */ }
+    const wanted = navigator.languages && navigator.languages.length
+      ? navigator.languages : [navigator.language || "en"];
+    for (const tag of wanted) {
+      const base = String(tag).toLowerCase().split("-")[0];
+      if (TEXTS[base]) return base;
+    }
+    return "en";
+  }
+
+  function langName(code) {
+    if (typeof code !== "string" || !/^[a-z]{2}$/.test(code)) return { key: "lang_unknown" };
+    return TEXTS.en["lang_" + code] ? { key: "lang_" + code } : code.toUpperCase();
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function announce(key, args) {
+    const live = $("announcer");
+    label(live, key, args);
+  }
+
+  // ------------------------------------------------------------------ configs and form
+
+  let configs = [];
+
+  async function loadConfigs() {
+    const select = $("config");
+    try {
+      const answer = await fetch("/api/configs", { headers: { Accept: "application/json" } });
+      const body = await answer.json();
+      configs = Array.isArray(body.configs) ? body.configs : [];
+    } catch (e) {
+      configs = [];
+    }
+    select.replaceChildren();
+    for (const config of configs) {
+      const option = el("option");
+      option.value = String(config.name);
+      if (TEXTS.en["config_" + config.name]) label(option, "config_" + config.name);
+      else option.textContent = String(config.name);
+      select.append(option);
+    }
+    const preferred = configs.find((c) => c.name === "stillepost");
+    if (preferred) select.value = preferred.name;
+    showConfigDescription();
+  }
+
+  function showConfigDescription() {
+    const config = configs.find((c) => c.name === $("config").value);
+    $("config-description").textContent = config ? String(config.description || "") : "";
+  }
+
+  function formError(key, args) {
+    const box = $("form-error");
+    if (!key) {
+      box.hidden = true;
+      box.textContent = "";
+      return;
+    }
+    label(box, key, args);
+    box.hidden = false;
+  }
+
+  async function startRun(event) {
+    event.preventDefault();
+    const text = $("prompt").value.trim();
+    if (!text) {
+      formError("emptyPrompt");
+      $("prompt").focus();
+      return;
+    }
+    formError(null);
+    const button = $("start");
+    button.disabled = true;
+    try {
+      const answer = await fetch("/api/runs", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({
+          config: $("config").value,
+          input: text,
+          safety_level: $("level").value,
+        }),
+      });
+      const body = await answer.json().catch(() => ({}));
+      if (answer.status === 503) {
+        formError("busy");
+      } else if (!answer.ok || !RUN_ID.test(String(body.run_id))) {
+        const message = body && body.error && body.error.message ? body.error.message : answer.status;
+        formError("startFailed", { message: String(message) });
+      } else {
+        const url = new URL(window.location.href);
+        url.searchParams.set("run", body.run_id);
+        window.history.pushState({ run: body.run_id }, "", url);
+        follow(body.run_id, $("level").value);
+      }
+    } catch (e) {
+      formError("offline");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ the journey
+
+  function stageBox(n) {
+    return $("stage-" + n);
+  }
+
+  function setStage(n, status) {
+    const box = stageBox(n);
+    if (!box) return;
+    box.dataset.status = status;
+    label(box.querySelector(".stage-status"), "status_" + status);
+  }
+
+  function resetJourney() {
+    for (let n = 1; n <= 4; n += 1) {
+      setStage(n, "pending");
+      const body = stageBox(n).querySelector(".stage-body");
+      const keep = body.querySelector(".iterations, .cards");
+      body.replaceChildren();
+      if (keep) {
+        keep.replaceChildren();
+        body.append(keep);
+      }
+    }
+    for (const old of document.querySelectorAll(".run-error")) old.remove();
+    $("downloads").hidden = true;
+    $("download-list").replaceChildren();
+    label($("run-status"), "run_running");
+    $("journey").hidden = false;
+  }
+
+  function follow(runId, level) {
+    stopFollowing();
+    run = { id: runId, source: null, lastSeq: 0, ended: false, level: level || null,
+      retries: 0, timer: null, planned: null };
+    resetJourney();
+    $("journey").focus({ preventScroll: false });
+    connect();
+  }
+
+  function stopFollowing() {
+    if (!run) return;
+    if (run.source) run.source.close();
+    if (run.timer) clearTimeout(run.timer);
+    run = null;
+  }
+
+  function connect() {
+    const current = run;
+    // The browser resends Last-Event-ID on its own reconnections; a new EventSource
+    // (after the browser gave up) resumes with ?since= instead.
+    const url = "/api/runs/" + current.id + "/events?since=" + current.lastSeq;
+    const source = new EventSource(url);
+    current.source = source;
+    const onItem = (event) => { if (run === current) receive(event); };
+    for (const type of ITEM_TYPES) source.addEventListener(type, onItem);
+    source.addEventListener("end", (event) => { if (run === current) finish(event); });
+    source.addEventListener("open", () => {
+      if (run !== current) return;
+      current.retries = 0;
+      if (!current.ended) label($("run-status"), "run_running");
+    });
+    source.addEventListener("error", () => {
+      if (run !== current || current.ended) return;
+      label($("run-status"), "reconnecting");
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up (e.g. the server answered 404 or 503): decide ourselves.
+        source.close();
+        retryOrGiveUp(current);
+      }
+    });
+  }
+
+  async function retryOrGiveUp(current) {
+    let status = 0;
+    try {
+      status = (await fetch("/api/runs/" + current.id + "/progress")).status;
+    } catch (e) { status = 0; }
+    if (run !== current) return;
+    if (status === 404) {
+      label($("run-status"), "notFound");
+      current.ended = true;
+      return;
+    }
+    if (current.retries >= MAX_MANUAL_RETRIES) {
+      label($("run-status"), "offline");
+      return;
+    }
+    current.retries += 1;
+    current.timer = setTimeout(() => { if (run === current) connect(); }, 1000 * Math.min(current.retries, 5));
+  }
+
+  function receive(event) {
+    const seq = Number(event.lastEventId);
+    // Never show a step twice, whatever the connection did.
+    if (!Number.isInteger(seq) || seq <= run.lastSeq) return;
+    let item;
+    try { item = JSON.parse(event.data); } catch (e) { return; }
+    run.lastSeq = seq;
+    const handler = HANDLERS[event.type];
+    if (handler) handler(item);
+  }
+
+  function meta(item) {
+    return item && item.metadata && typeof item.metadata === "object" ? item.metadata : {};
+  }
+
+  function entry(stage, className, titleKey, titleArgs, text) {
+    const box = el("div", "entry " + (className || ""));
+    if (titleKey) box.append(label(el("p", "entry-title"), titleKey, titleArgs));
+    if (text !== undefined && text !== null) box.append(el("p", "entry-text", text));
+    stageBox(stage).querySelector(".stage-body").append(box);
+    return box;
+  }
+
+  function note(stage, className, key, args) {
+    const node = label(el("p", className), key, args);
+    stageBox(stage).querySelector(".stage-body").append(node);
+    return node;
+  }
+
+  function card(stage, loop) {
+    const list = stageBox(stage).querySelector(".cards");
+    const id = "card-" + stage + "-" + loop;
+    let node = document.getElementById(id);
+    if (!node) {
+      node = el("li", "card");
+      node.id = id;
+      node.append(el("p", "card-title"));
+      list.append(node);
+    }
+    return node;
+  }
+
+  function titleCard(node, item) {
+    const loop = item.loop_iteration === null ? "?" : item.loop_iteration;
+    const name = meta(item).output;
+    label(node.querySelector(".card-title"), "output", { n: loop, name: name ? String(name) : "" });
+  }
+
+  function levelName(level) {
+    return typeof level === "string" && TEXTS.en["level_" + level] ? { key: "level_" + level } : String(level || "?");
+  }
+
+  function ownMediaUrl(item) {
+    const url = item.media_url;
+    const prefix = "/api/runs/" + run.id + "/media/";
+    if (typeof url !== "string" || !url.startsWith(prefix)) return null;
+    if (!/^[A-Za-z0-9%._-]+$/.test(url.slice(prefix.length))) return null;
+    return url;
+  }
+
+  function showMedia(item, kind) {
+    const loop = item.loop_iteration === null ? "x" + item.sequence : item.loop_iteration;
+    const node = card(4, loop);
+    titleCard(node, item);
+    node.dataset.status = "done";
+    const url = ownMediaUrl(item);
+    if (!url) return;
+    let media;
+    if (kind === "image") {
+      media = el("img", "output-image");
+      media.src = url;
+      media.loading = "lazy";
+      label(media, "imageAlt", { text: item.content || "" }, "alt");
+      if (item.media && item.media.width && item.media.height) {
+        media.width = item.media.width;
+        media.height = item.media.height;
+      }
+    } else if (kind === "audio" || kind === "video") {
+      media = el(kind, "output-" + kind);
+      media.controls = true;
+      media.preload = "metadata";
+      media.src = url;
+      if (item.content) media.setAttribute("aria-label", String(item.content));
+    } else {
+      media = label(el("a", "output-link"), "mediaLink");
+      media.href = url;
+    }
+    node.append(media);
+    if (item.content) node.append(el("p", "card-text", item.content));
+    announce("announceOutput", { n: loop });
+  }
+
+  const HANDLERS = {
+    pipeline_start() {},
+    stage_transition(item) {
+      const from = Number(meta(item).from_stage);
+      const to = Number(meta(item).to_stage);
+      if (from >= 1 && from <= 4 && stageBox(from).dataset.status === "running") setStage(from, "done");
+      if (to >= 1 && to <= 4) {
+        setStage(to, "running");
+        announce("announceStage", { stage: to, name: { key: "stage" + to } });
+      }
+    },
+    user_input_text(item) {
+      entry(1, "input", "yourIdea", null, item.content);
+    },
+    translation_result(item) {
+      entry(1, "translation", "translated",
+        { from: langName(meta(item).from_lang), to: langName(meta(item).to_lang) }, item.content);
+    },
+    stage1_safety_check(item) {
+      if (meta(item).passed) note(1, "verdict passed", "safetyPassed");
+    },
+    stage1_blocked() {
+      setStage(1, "blocked");
+      note(1, "kind-message", "blocked1").setAttribute("role", "alert");
+      for (const n of [2, 3, 4]) setStage(n, "skipped");
+    },
+    interception_iteration(item) {
+      const list = stageBox(2).querySelector(".iterations");
+      const node = el("li", "iteration");
+      const n = item.stage_iteration === null ? list.children.length + 1 : item.stage_iteration;
+      node.dataset.iteration = String(n);
+      const m = meta(item);
+      if (m.from_lang !== undefined || m.to_lang !== undefined) {
+        node.append(label(el("p", "iteration-title"), "iteration",
+          { n, from: langName(m.from_lang), to: langName(m.to_lang) }));
+      } else {
+        node.append(label(el("p", "iteration-title"), "iterationDada", { n }));
+      }
+      node.append(el("p", "iteration-text", item.content));
+      list.append(node);
+      announce("announceIteration", { n, text: item.content || "" });
+    },
+    interception_final(item) {
+      entry(2, "final", "finalText", null, item.content);
+    },
+    stage3_safety_check(item) {
+      const m = meta(item);
+      if (m.safety_level && !run.level) run.level = m.safety_level;
+      const node = card(3, item.loop_iteration);
+      titleCard(node, item);
+      node.dataset.level = String(m.safety_level || run.level || "");
+      if (m.passed) {
+        node.dataset.status = "done";
+        node.append(label(el("p", "verdict passed"), "checkPassed",
+          { level: levelName(m.safety_level || run.level) }));
+      }
+    },
+    stage3_blocked(item) {
+      const node = card(3, item.loop_iteration);
+      titleCard(node, item);
+      node.dataset.status = "blocked";
+      const level = node.dataset.level || run.level;
+      const message = label(el("p", "kind-message"), "blocked3", { level: levelName(level) });
+      message.setAttribute("role", "alert");
+      node.append(message);
+      const later = card(4, item.loop_iteration);
+      titleCard(later, item);
+      later.dataset.status = "skipped";
+      later.append(label(el("p", "verdict skipped"), "notMade"));
+    },
+    output_image(item) { showMedia(item, "image"); },
+    output_audio(item) { showMedia(item, "audio"); },
+    output_music(item) { showMedia(item, "audio"); },
+    output_video(item) { showMedia(item, "video"); },
+    output_3d(item) { showMedia(item, "file"); },
+    output_failed(item) {
+      const node = card(4, item.loop_iteration);
+      titleCard(node, item);
+      node.dataset.status = "failed";
+      node.append(label(el("p", "kind-message failed"), "failed4"));
+    },
+    pipeline_error(item) {
+      const stage = item.stage >= 1 && item.stage <= 4 ? item.stage : null;
+      if (stage) setStage(stage, "failed");
+      const box = el("p", "kind-message failed run-error");
+      label(box, "error");
+      box.setAttribute("role", "alert");
+      $("run-status").after(box);
+    },
+    pipeline_complete() {},
+    user_input_image() {},
+    item() {},
+  };
+
+  function finish(event) {
+    const current = run;
+    let body = {};
+    try { body = JSON.parse(event.data); } catch (e) { body = {}; }
+    current.ended = true;
+    current.source.close();
+    const status = typeof body.status === "string" ? body.status : "error";
+    const progress = body.progress || {};
+    for (const stage of Array.isArray(progress.stages) ? progress.stages : []) {
+      if (stage.stage >= 1 && stage.stage <= 4 && typeof stage.status === "string") {
+        setStage(stage.stage, stage.status);
+      }
+    }
+    const iterations = progress.iterations;
+    if (iterations && iterations.planned) {
+      const list = stageBox(2).querySelector(".stage-body");
+      const note = label(el("p", "iterations-done"), "iterationsDone",
+        { done: iterations.done, planned: iterations.planned });
+      list.append(note);
+    }
+    label($("run-status"), "run_" + (TEXTS.en["run_" + status] ? status : "error"));
+    announce("run_" + (TEXTS.en["run_" + status] ? status : "error"));
+    showDownloads(current);
+  }
+
+  async function showDownloads(current) {
+    const list = $("download-list");
+    list.replaceChildren();
+    const base = "/api/runs/" + current.id;
+    const links = [];
+    if (formats === null) {
+      try {
+        const answer = await fetch("/api/formats", { headers: { Accept: "application/json" } });
+        const body = answer.ok ? await answer.json() : {};
+        formats = Array.isArray(body.formats) ? body.formats : [];
+      } catch (e) {
+        formats = [];
+      }
+    }
+    if (run !== current) return;
+    for (const format of formats) {
+      if (format.available === false || typeof format.name !== "string") continue;
+      if (!/^[a-z0-9_-]+$/.test(format.name)) continue;
+      const link = label(el("a", "download"), "download",
+        { name: format.name.toUpperCase(), extension: String(format.extension || format.name) });
+      link.href = base + "/export/" + format.name;
+      link.setAttribute("download", "");
+      if (format.description) link.title = String(format.description);
+      links.push(link);
+    }
+    if (!links.length) {
+      const link = label(el("a", "download"), "downloadJson");
+      link.href = base;
+      link.setAttribute("download", "run-" + current.id + ".json");
+      links.push(link);
+    }
+    for (const link of links) {
+      const li = el("li");
+      li.append(link);
+      list.append(li);
+    }
+    $("downloads").hidden = false;
+  }
+
+  // ------------------------------------------------------------------ start
+
+  function runFromUrl() {
+    const id = new URL(window.location.href).searchParams.get("run");
+    return id && RUN_ID.test(id) ? id : null;
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setLanguage(initialLanguage());
+    for (const button of document.querySelectorAll("button.lang")) {
+      button.addEventListener("click", () => setLanguage(button.dataset.lang));
+    }
+    $("config").addEventListener("change", showConfigDescription);
+    $("start-form").addEventListener("submit", startRun);
+    loadConfigs();
+    const id = runFromUrl();
+    if (id) follow(id, null);
+    window.addEventListener("popstate", () => {
+      const next = runFromUrl();
+      if (next && (!run || run.id !== next)) follow(next, null);
+      else if (!next) { stopFollowing(); $("journey").hidden = true; }
+    });
+  });
+})();

@@ -1,0 +1,38 @@
+"""The devserver's public surface is exactly what ``__all__`` promises."""
+
+from __future__ import annotations
+
+import devserver
+import devserver.backends
+import devserver.safety
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    assert set(devserver.__all__) == {
+        "ConfigError",
+        "DevServer",
+        "Outcome",
+        "Pipeline",
+        "PipelineConfig",
+        "RunRequest",
+        "SettingsError",
+        "create_app",
+        "get_state",
+        "load_config",
+        "load_configs",
+        "run_pipeline",
+    }
+    for package in (devserver, devserver.backends, devserver.safety):
+        for name in package.__all__:
+            assert hasattr(package, name), (package.__name__, name)
+            assert not name.startswith("_")
+
+
+def test_console_script_is_the_click_group() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "devserver"]
+    assert script.value == "devserver.cli:main"
+    from devserver.cli import main
+
+    assert {"serve", "run"} <= set(main.commands)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._build import item_dict, utc_from_ns
 from ._coerce import CoercionStats
 from ._ids import is_run_id
+from ._items import RawItem
 from ._record import ExecutionItem, ExecutionRecord, Integrity
 from ._store import RecordStore
 from ._summary import summarise_stages
@@ -86,12 +87,8 @@ class Journal:
         lines: list[str] = []
         if written == 0:
             lines.append(json.dumps(_header(tracker), ensure_ascii=False))
-        stats = CoercionStats()
         for raw in items[written:end]:
-            item = ExecutionItem.model_validate(
-                item_dict(raw, tracker.limits.max_text_chars, stats)
-            )
-            lines.append(item.model_dump_json())
+            lines.append(_raw_line(raw, tracker.limits.max_text_chars))
         with self._path(tracker.run_id).open("a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
         return end
@@ -135,14 +132,50 @@ def _header(tracker: ExecutionTracker) -> dict[str, Any]:
     }
 
 
+def _raw_line(raw: RawItem, max_chars: int) -> str:
+    """One journal line: the raw item as a JSON array, converted as little as possible.
+
+    The journal runs for every live run, so it avoids the full conversion;
+    values plain JSON cannot hold are written as their ``repr``, and an item
+    that still does not serialise (a cycle) takes the careful path.
+    """
+    try:
+        return json.dumps(list(raw), default=_journal_value)
+    except (ValueError, TypeError, RecursionError):
+        converted = item_dict(raw, max_chars, CoercionStats())
+        converted["timestamp"] = raw[1]
+        return json.dumps(
+            [converted[key] for key in _RAW_FIELDS[:-1]] + [None], default=_journal_value
+        )
+
+
+_RAW_FIELDS = (
+    "sequence", "timestamp", "stage", "stage_iteration", "loop_iteration", "item_type",
+    "content", "media_type", "media", "model", "backend", "duration_ms", "metadata", "config",
+    "extra",
+)  # fmt: skip
+
+
+def _journal_value(value: object) -> object:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__qualname__}>"
+
+
 def _record_from_journal(path: Path) -> ExecutionRecord:
     lines = path.read_text(encoding="utf-8").splitlines()
     header = json.loads(lines[0])
     items: list[ExecutionItem] = []
     unreadable = 0
+    stats = CoercionStats()
     for line in lines[1:]:
         try:
-            items.append(ExecutionItem.model_validate_json(line))
+            raw = RawItem(json.loads(line))
+            items.append(ExecutionItem.model_validate(item_dict(raw, 1 << 62, stats)))
         except Exception:
             unreadable += 1  # a line cut short by the crash
     items.sort(key=lambda item: item.sequence)

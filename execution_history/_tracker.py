@@ -16,7 +16,6 @@ import itertools
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -524,10 +523,10 @@ class ExecutionTracker:
             self.log(
                 ItemType.PIPELINE_ERROR,
                 _describe(error),
-                metadata={
-                    "exception_type": type(error).__qualname__,
-                    "traceback": traceback.format_exception(error)[-6:],
-                },
+                # The type and message say what failed; the traceback (file
+                # paths, code) is for the server's log, not for the record that
+                # a child's link can read.
+                metadata={"exception_type": type(error).__qualname__},
             )
         else:
             if self._transition_stage != 5:
@@ -565,11 +564,15 @@ class ExecutionTracker:
         return self.record()
 
     def record(self) -> ExecutionRecord:
-        """The frozen record of a closed run (built once, then cached); never raises."""
+        """The record: built once and cached when the run is closed; a fresh snapshot
+        (status ``running``) while it is open. Never raises."""
         with self._lock:
-            if self._record is None:
-                self._record = build_record(self)
-            return self._record
+            if self._record is not None:
+                return self._record
+            record = build_record(self)
+            if self._closed:
+                self._record = record
+            return record
 
     def _set_record(self, record: ExecutionRecord | None) -> None:
         """Replace the cached record (the finaliser adds sink outcomes) and mark it done."""

@@ -76,3 +76,28 @@ def test_sigkill_mid_run_leaves_an_incomplete_record_after_restart(tmp_path: Pat
     # nothing is left to recover a second time, and the finished run left no journal
     assert list((tmp_path / "journal").glob("*.jsonl")) == []
     assert StoreSink(store, tmp_path / "q").quarantined() == []
+
+
+def test_journal_keeps_items_whose_metadata_json_cannot_hold(tmp_path: Path) -> None:
+    """Bytes, sets, cycles and media refs in a journal all come back in the recovered record."""
+    from execution_history import ExecutionTracker
+
+    cyclic: dict[str, object] = {}
+    cyclic["me"] = cyclic
+    journal = Journal(tmp_path / "journal", interval_s=3600)
+    tracker = ExecutionTracker("x", user_id="u").start()
+    journal.watch(tracker)
+    with tracker.stage(4), tracker.loop_iteration(0):
+        tracker.log(ItemType.OUTPUT_IMAGE, "a", media={"path": "a.png"}, metadata={"b": b"\x01"})
+        tracker.log(ItemType.OUTPUT_FAILED, "b", metadata={"s": {1, 2}, "c": cyclic})
+    journal.flush()
+    # the process "dies": a fresh journal on the same folder recovers the run
+    store = SQLiteRecordStore(tmp_path / "h.sqlite3")
+    assert Journal(tmp_path / "journal").recover(store) == [tracker.run_id]
+    record = store.load(tracker.run_id)
+    assert record is not None and record.status == RunStatus.INCOMPLETE
+    kept = {i.content: i for i in record.items if i.content in ("a", "b")}
+    assert kept["a"].media is not None and kept["a"].media.path == "a.png"
+    assert kept["a"].loop_iteration == 0
+    assert "b" in kept and kept["b"].metadata["s"]
+    journal.close()

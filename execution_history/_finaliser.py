@@ -83,6 +83,7 @@ class Finaliser:
         self._queue_size = queue_size
         self._pending: collections.deque[ExecutionTracker] = collections.deque()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._finished = threading.Condition()
         self._sink_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=4, thread_name_prefix="execution-history-sink"
@@ -132,7 +133,8 @@ class Finaliser:
                 if not pending:
                     return
                 continue
-            self._stopping.wait(self.poll_s)
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
 
     def _finalise(self, tracker: ExecutionTracker) -> None:
         try:
@@ -175,7 +177,12 @@ class Finaliser:
         return SinkOutcome(name=name, status=status, duration_ms=_ms_since(began), error=reason)
 
     def wait_for(self, tracker: ExecutionTracker, timeout: float) -> bool:
-        """Block until ``tracker``'s record went through the sinks; False on timeout."""
+        """Block until ``tracker``'s record went through the sinks; False on timeout.
+
+        Wakes the writer at once: whoever waits pays for the wake-up, not the
+        pipeline that handed the run over.
+        """
+        self._wake.set()
         with self._finished:
             return self._finished.wait_for(lambda: tracker.done, timeout)
 
@@ -187,6 +194,7 @@ class Finaliser:
         drained = True
         if self._thread is not None and self._thread.is_alive():
             self._stopping.set()
+            self._wake.set()
             self._thread.join(timeout)
             drained = not self._thread.is_alive()
         self._sink_pool.shutdown(wait=drained, cancel_futures=not drained)

@@ -90,13 +90,14 @@ class RunFilter:
             ("user_id", self.user_id),
         ):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                # qualified: stats() joins run_stages, which has a status column too
+                clauses.append(f"runs.{column} = ?")
                 params.append(value)
         if self.since is not None:
-            clauses.append("started_at >= ?")
+            clauses.append("runs.started_at >= ?")
             params.append(utc_text(self.since))
         if self.until is not None:
-            clauses.append("started_at < ?")
+            clauses.append("runs.started_at < ?")
             params.append(utc_text(self.until))
         return (" AND ".join(clauses) or "1"), params
 
@@ -334,7 +335,7 @@ class SQLiteRecordStore:
         """Runs newest first (started_at, then run_id), at most ``limit``, after ``after``."""
         where, params = filters.where()
         if after is not None:
-            where += " AND (started_at, run_id) < (?, ?)"
+            where += " AND (runs.started_at, runs.run_id) < (?, ?)"
             params += [after[0], after[1]]
         sql = (
             f"SELECT {_COLUMNS} FROM runs WHERE {where} "

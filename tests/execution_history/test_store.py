@@ -135,3 +135,13 @@ def test_unknown_item_types_survive_the_store(tmp_path: Path) -> None:
     assert loaded is not None
     assert [i.item_type for i in loaded.items if i.content == "kept"] == ["from_the_future"]
     assert ItemType.PIPELINE_COMPLETE in [i.item_type for i in loaded.items]
+
+
+def test_stats_accept_every_filter_including_status(tmp_path: Path) -> None:
+    """run_stages has a status column too: the filter's columns must name their table."""
+    store = SQLiteRecordStore(tmp_path / "h.sqlite3")
+    store.save(small_record(block=True))
+    store.save(small_record())
+    stats = store.stats(RunFilter(status="blocked", config="dada", safety_level="kids"))
+    assert stats.runs == 1 and stats.by_status == {"blocked": 1}
+    assert stats.stages[1]["blocks"] == 1

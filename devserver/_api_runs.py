@@ -36,7 +36,11 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 def _links(run_id: str) -> dict[str, str]:
-    return {"record": url_for("runs.get_run", run_id=run_id)}
+    return {
+        "record": url_for("runs.get_run", run_id=run_id),
+        "progress": url_for("progress.get_progress", run_id=run_id),
+        "events": url_for("events.events", run_id=run_id),
+    }
 
 
 def _media_links(record: ExecutionRecord) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -112,7 +113,9 @@ def _filters(**given: str | None) -> dict[str, str]:
     try:
         return parse_filters({k: v for k, v in given.items() if v is not None})
     except QueryError as exc:
-        raise _usage(str(exc).replace("'", "--", 1).replace("'", "", 1) + ".") from None
+        # The API's messages name parameters ('since'); here they are options (--since).
+        message = re.sub(r"'([a-z_]+)'", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))
+        raise _usage(message + ".") from None
 
 
 def _filter_options(command: Any) -> Any:

@@ -106,7 +106,14 @@ class FeedSettings:
 
 
 def event_name(item_type: object) -> str:
-    """The SSE event name of an item type (``item`` for a name unsafe on the wire)."""
+    """The SSE event name of an item type.
+
+    Args:
+        item_type: an ``ItemType`` or the string of a type from a newer taxonomy.
+
+    Returns:
+        The type's name, or ``item`` when it is not a short ``[a-z0-9_]`` name.
+    """
     name = str(item_type)
     if 0 < len(name) <= 64 and set(name) <= _EVENT_NAME_CHARS:
         return name
@@ -120,6 +127,9 @@ def item_payload(item: ExecutionItem, media_prefix: str) -> dict[str, Any]:
         item: the item.
         media_prefix: ``/api/runs/<run_id>/media/`` of this run; a media path
             that is not a plain file name of the run's folder gets no URL.
+
+    Returns:
+        ``item.model_dump(mode="json")`` plus ``media_url`` (None without media).
     """
     from ._api_runs import MEDIA_NAME  # the media route's own rule for names
 
@@ -139,7 +149,15 @@ def _json(data: Any) -> bytes:
 
 
 def encode_item(item: ExecutionItem, media_prefix: str) -> bytes:
-    """One item as an SSE frame: ``id`` = sequence, ``event`` = item type, ``data`` = JSON."""
+    """One item as an SSE frame: ``id`` = sequence, ``event`` = item type, ``data`` = JSON.
+
+    Args:
+        item: the item.
+        media_prefix: as in ``item_payload``.
+
+    Returns:
+        The UTF-8 frame, ending in a blank line.
+    """
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (
         item.sequence,
         event_name(item.item_type).encode(),
@@ -148,8 +166,16 @@ def encode_item(item: ExecutionItem, media_prefix: str) -> bytes:
 
 
 def encode_end(progress: RunProgress) -> bytes:
-    """The closing ``end`` frame: the run's status and progress (no ``id``, so a resume
-    still starts after the last item)."""
+    """The closing ``end`` frame.
+
+    It has no ``id``, so a client that resumes after it still starts after the last item.
+
+    Args:
+        progress: the ended run's progress.
+
+    Returns:
+        The frame: ``event: end`` with ``run_id``, ``status``, ``last_sequence`` and ``progress``.
+    """
     body = {
         "run_id": progress.run_id,
         "status": str(progress.status),
@@ -166,7 +192,14 @@ Planned = Callable[[str | None], tuple[int | None, int | None]]
 
 
 def planned_by(configs: Mapping[str, PipelineConfig]) -> Planned:
-    """The ``Planned`` function of a set of pipeline configs."""
+    """The ``Planned`` function of a set of pipeline configs.
+
+    Args:
+        configs: the server's pipeline configs by name.
+
+    Returns:
+        ``planned(config_name)`` → (stage-2 iterations, outputs), (None, None) when unknown.
+    """
 
     def planned(config_name: str | None) -> tuple[int | None, int | None]:
         config = configs.get(config_name) if config_name is not None else None
@@ -182,6 +215,14 @@ def find_run(state: DevServer, run_id: str) -> ExecutionTracker | ExecutionRecor
 
     The live side is asked first: a run leaves it only after its record is
     stored, so asking in this order never misses a run at the hand-over.
+
+    Args:
+        state: the app's resources.
+        run_id: a validated run id.
+
+    Returns:
+        The ``ExecutionTracker`` of a queued or running run, else the stored
+        ``ExecutionRecord``, else None (no such run; with tracking off, always).
     """
     tracker = state.registry.get(run_id)
     if tracker is None:
@@ -222,7 +263,16 @@ class RunFeed:
 
     @classmethod
     def live(cls, tracker: ExecutionTracker, media_prefix: str, planned: Planned) -> RunFeed:
-        """A feed that follows a running tracker until it closes."""
+        """A feed that follows a running tracker until it closes.
+
+        Args:
+            tracker: the live tracker (queued, running or just closed).
+            media_prefix: ``/api/runs/<run_id>/media/``.
+            planned: what the run's config plans, for the ``end`` event's progress.
+
+        Returns:
+            The feed, with what the tracker holds so far already published.
+        """
         feed = cls(tracker.run_id, media_prefix, planned)
         feed._tracker = tracker
         feed.advance()
@@ -230,7 +280,15 @@ class RunFeed:
 
     @classmethod
     def stored(cls, record: ExecutionRecord, media_prefix: str, planned: Planned) -> RunFeed:
-        """A feed of a finished, stored run: every event and the end, at once."""
+        """A feed of a finished, stored run: every event and the end, at once.
+
+        Args:
+            record: the stored record.
+            media_prefix, planned: as in ``live``.
+
+        Returns:
+            The ended feed.
+        """
         feed = cls(record.run_id, media_prefix, planned)
         for item in sorted(record.items, key=lambda i: i.sequence):
             feed._frames.append(encode_item(item, media_prefix))

@@ -20,8 +20,8 @@ from execution_history import RUN_ID_PATTERN, ExecutionRecord
 
 from ._api_downloads import FormatList
 from ._api_research import RunList, StatsAnswer
-from ._queries import DEFAULT_LIMIT, MAX_FILTER_CHARS, MAX_LIMIT, STATUSES
-from ._state import software_version
+from ._queries import CONFIG_NAME, DEFAULT_LIMIT, MAX_FILTER_CHARS, MAX_LIMIT, STATUSES
+from ._state import get_state, software_version
 from .safety import SAFETY_LEVELS
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
@@ -86,10 +86,13 @@ def _models() -> list[type[BaseModel]]:
     return models
 
 
-def _components() -> dict[str, Any]:
+def _components(configs: list[str]) -> dict[str, Any]:
     pairs = [(model, "serialization") for model in _models()]
     _, top = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
-    return dict(top.get("$defs", {}))
+    schemas = dict(top.get("$defs", {}))
+    if configs:  # this server's configs: generated clients (and fuzzers) can start real runs
+        schemas["RunBody"]["properties"]["config"]["enum"] = configs
+    return schemas
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -131,9 +134,10 @@ _RUN_ID = {
     "description": "32 lowercase hex characters.",
 }
 _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_CHARS}
+_CONFIG_NAME = {"type": "string", "pattern": f"^{CONFIG_NAME.pattern}$"}
 _TIME = {"type": "string", "format": "date-time"}
 _FILTERS = [
-    _query("config", _TEXT, "Only runs of this config."),
+    _query("config", _CONFIG_NAME, "Only runs of this config."),
     _query("status", {"type": "string", "enum": list(STATUSES)}, "Only runs with this status."),
     _query(
         "safety_level", {"type": "string", "enum": list(SAFETY_LEVELS)}, "Only this safety level."
@@ -341,7 +345,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _components(),
+            "schemas": _components(sorted(get_state(app).configs)),
             "securitySchemes": {
                 "researchToken": {
                     "type": "http",

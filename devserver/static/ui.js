@@ -476,7 +476,7 @@
       }
     }
     const iterations = progress.iterations;
-    if (iterations && iterations.planned) {
+    if (iterations && iterations.planned && iterations.done > 0) {
       const list = stageBox(2).querySelector(".stage-body");
       const note = label(el("p", "iterations-done"), "iterationsDone",
         { done: iterations.done, planned: iterations.planned });

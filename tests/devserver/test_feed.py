@@ -31,7 +31,7 @@ BLOCKED_TERM = "Hakenkreuz"
 FEED_CONFIG = {
     "FEED_HEARTBEAT_S": 0.5,
     "FEED_MAX_BACKLOG_BYTES": 64 * 1024,
-    "FEED_WRITE_DEADLINE_S": 1.0,
+    "FEED_WRITE_DEADLINE_S": 2.0,
 }
 
 
@@ -49,12 +49,25 @@ class ScriptedBackend(LocalBackend):
         self.delay_s = 0.0
         self.fail_seeds: set[int] = set()
         self._gates: dict[int, tuple[threading.Event, threading.Event]] = {}
+        # Runs started by a browser have random seeds: those are held by a word in the text
+        # (the glossary translator passes unknown words through every step unchanged).
+        self.hold_word: str | None = None
+        self.hold_at_call = 0
+        self.hold = (threading.Event(), threading.Event())
+        self._word_calls = 0
 
     def gate(self, seed: int) -> tuple[threading.Event, threading.Event]:
         """(reached, release) events of the step translated with ``seed``."""
         return self._gates.setdefault(seed, (threading.Event(), threading.Event()))
 
     def translate(self, text: str, from_lang: str | None, to_lang: str, seed: int) -> TextResult:
+        if self.hold_word is not None and self.hold_word in text:
+            self._word_calls += 1
+            if self._word_calls == self.hold_at_call:
+                reached, release = self.hold
+                reached.set()
+                if not release.wait(30):
+                    raise RuntimeError("test hold never released")
         if seed in self._gates:
             reached, release = self._gates[seed]
             reached.set()
@@ -74,6 +87,7 @@ class Served:
     app: Flask
     base: str
     backend: ScriptedBackend
+    server: Any
     stop: threading.Event = field(default_factory=threading.Event)
 
     def call(
@@ -91,6 +105,17 @@ class Served:
         finally:
             conn.close()
 
+    def cut_streams(self) -> int:
+        """Close every open ``/events`` connection from the server's side; returns how many."""
+        cut = 0
+        for channel in list(self.server.active_channels.values()):
+            requests = list(getattr(channel, "requests", []))
+            if any("/events" in (getattr(r, "path", "") or "") for r in requests):
+                channel.will_close = True
+                cut += 1
+        self.server.pull_trigger()
+        return cut
+
     def json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         status, _, data = self.call(method, path, body)
         return status, json.loads(data)
@@ -99,6 +124,8 @@ class Served:
         status, answer = self.json("POST", "/api/runs", {"config": config, "input": text, **fields})
         assert status == 202, answer
         run_id: str = answer["run_id"]
+        assert answer["links"]["events"] == f"/api/runs/{run_id}/events"
+        assert answer["links"]["progress"] == f"/api/runs/{run_id}/progress"
         return run_id
 
     def record(self, run_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -143,7 +170,7 @@ def serve_app(folder: Path, extra: dict[str, Any]) -> Iterator[Served]:
     finally:
         os.environ.update(saved)
     server = make_server(app, "127.0.0.1", 0)
-    served = Served(app, server_url(server).rstrip("/"), backend)
+    served = Served(app, server_url(server).rstrip("/"), backend, server)
     thread = threading.Thread(
         target=run_until_stopped,
         args=(app, server, served.stop),
@@ -470,7 +497,6 @@ def test_a_subscriber_that_stops_reading_is_dropped_without_slowing_the_run(
     reader = threading.Thread(target=lambda: fast_events.extend(fast.until_end()))
     reader.start()
     big = "x" * 60_000
-    began = time.perf_counter()
     longest = 0.0
     with tracker.stage(2):
         for i in range(1, 301):  # about 18 MB of events: far more than any socket buffer
@@ -479,7 +505,6 @@ def test_a_subscriber_that_stops_reading_is_dropped_without_slowing_the_run(
                 tracker.log(ItemType.INTERCEPTION_ITERATION, content=big)
             longest = max(longest, time.perf_counter() - t0)
             time.sleep(0.005)
-    logging_s = time.perf_counter() - began
     deadline = time.monotonic() + 20
     while hub.dropped == dropped_before and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -488,8 +513,9 @@ def test_a_subscriber_that_stops_reading_is_dropped_without_slowing_the_run(
     fast.close()
     state.registry.discard(tracker.run_id)
     assert hub.dropped == dropped_before + 1
-    # The pipeline's side never waited for any reader.
-    assert longest < 0.05 and logging_s < 300 * 0.005 + 2.0
+    # The pipeline's side never waited for any reader: no log() call took even 50 ms (the
+    # loop's own sleeps make up the rest of its time, however busy the machine is).
+    assert longest < 0.05
     # The fast reader got everything, in order, and the end.
     assert sequences(fast_events) == list(range(1, len(items(fast_events)) + 1))
     assert fast_events[-1].event == "end"
@@ -532,3 +558,43 @@ def test_a_stream_closed_before_it_was_read_gives_its_slot_back(make_app: Any) -
     first.close()
     second.close()
     assert hub.subscribers == 0
+
+
+def test_items_appended_out_of_order_are_published_in_sequence_order() -> None:
+    """Two threads of one run may append a moment out of order: ids still only go up."""
+    from devserver._feed import RunFeed
+
+    tracker = ExecutionTracker("dada").start()
+    with tracker.stage(2):
+        for i in (1, 2, 3):
+            with tracker.stage_iteration(i):
+                tracker.log(ItemType.INTERCEPTION_ITERATION, content=f"step {i}")
+    late = tracker.items.pop(3)  # sequence 4 (after start and the transition) not yet appended
+    feed = RunFeed.live(tracker, "/media/", lambda name: (None, None))
+    frames, end = feed.read(0, 0)
+    assert [f.split(b"\n", 1)[0] for f in frames] == [b"id: 1", b"id: 2", b"id: 3"]
+    assert end is None
+    tracker.items.append(late)
+    feed.advance()
+    frames, end = feed.read(3, 0)
+    assert [f.split(b"\n", 1)[0] for f in frames] == [b"id: 4", b"id: 5"]
+    tracker.finalize()
+    feed.advance()
+    frames, end = feed.read(5, 0)
+    assert [f.split(b"\n", 1)[0] for f in frames] == [b"id: 6", b"id: 7"]
+    assert end is not None and b'"status":"success"' in end
+
+
+def test_feed_settings_come_from_the_config_then_the_environment() -> None:
+    from devserver import SettingsError
+    from devserver._feed import FeedSettings
+
+    settings = FeedSettings.from_config(
+        {"FEED_HEARTBEAT_S": 3},
+        {"DEVSERVER_FEED_HEARTBEAT_S": "9", "DEVSERVER_FEED_POLL_S": "0.02"},
+    )
+    assert settings.heartbeat_s == 3.0 and settings.poll_s == 0.02
+    assert settings.max_subscribers == FeedSettings().max_subscribers
+    for bad in ("zero", "0", "-1"):
+        with pytest.raises(SettingsError, match="FEED_MAX_SUBSCRIBERS"):
+            FeedSettings.from_config({}, {"DEVSERVER_FEED_MAX_SUBSCRIBERS": bad})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,7 +166,7 @@ def test_stille_post_journey_shows_eight_iterations_in_order_and_downloads_work(
     # The page obeys its own Content-Security-Policy and raised nothing.
     assert watched.errors == [] and watched.dialogs == []
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "ui-journey.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-journey.png"), full_page=True, animations="disabled")
     # The same journey on a phone-sized screen, in English.
     phone = Watched(browser, PHONE, locale="en-GB")
     try:
@@ -175,7 +176,9 @@ def test_stille_post_journey_shows_eight_iterations_in_order_and_downloads_work(
         assert len(iteration_texts(phone.page)) == 8
         width = phone.page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], "the page must not scroll sideways on a phone"
-        phone.page.screenshot(path=str(ARTIFACTS / "ui-journey-phone.png"), full_page=True)
+        phone.page.screenshot(
+            path=str(ARTIFACTS / "ui-journey-phone.png"), full_page=True, animations="disabled"
+        )
     finally:
         phone.close()
 
@@ -230,4 +233,37 @@ def test_reload_mid_run_resumes_without_losing_or_repeating_steps(
     assert page.locator("#stage-1 .entry.input").count() == 1
     assert page.locator("#stage-4 img.output-image").count() == 1
     assert served.record(run_id)["status"] == "success"
+    assert watched.errors == [] and watched.dialogs == []
+
+
+def test_dropped_connection_reconnects_by_itself_with_last_event_id(
+    served: Served, watched: Watched
+) -> None:
+    """The server cuts the stream mid-run; the browser resumes after the last step it saw."""
+    page = watched.page
+    streams: list[Any] = []
+    page.on(
+        "request", lambda request: streams.append(request) if "/events" in request.url else None
+    )
+    backend = served.backend
+    backend.hold_word, backend.hold_at_call = "Zauberwort", 4  # stage-2 step 3 waits
+    reached, release = backend.hold
+    try:
+        start_journey(page, served.base, "Ein Hund Zauberwort im Garten")
+        assert reached.wait(10)
+        page.wait_for_selector("#stage-2 li.iteration[data-iteration='2']")
+        assert served.cut_streams() >= 1
+        page.wait_for_function("document.querySelectorAll('#stage-2 li.iteration').length == 2")
+        deadline = time.monotonic() + 10
+        while len(streams) < 2 and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        release.set()
+        wait_for_end(page)
+    finally:
+        release.set()
+        backend.hold_word = None
+    assert [n for n, _ in iteration_texts(page)] == [str(n) for n in range(1, 9)]
+    sent = [request.all_headers().get("last-event-id") for request in streams]
+    assert len(sent) >= 2 and sent[0] is None and int(sent[1] or 0) >= 2
+    assert page.locator("#stage-1 .entry.input").count() == 1
     assert watched.errors == [] and watched.dialogs == []

@@ -117,7 +117,9 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
                 "The server shut down before the run started.",
                 headers={"Retry-After": "10"},
             ) from None
-        record = result.record
+        # The answer promises a stored record: wait for the finaliser here, on the
+        # request's thread, not on the worker that ran the pipeline.
+        record = run.tracker.finalize(wait=True)
         answer["status"] = str(record.status) if record is not None else result.outcome
         answer["summary"] = _summary(record) if record is not None else None
         return jsonify(answer), 200, headers

@@ -224,13 +224,9 @@ def find_run(state: DevServer, run_id: str) -> ExecutionTracker | ExecutionRecor
         The ``ExecutionTracker`` of a queued or running run, else the stored
         ``ExecutionRecord``, else None (no such run; with tracking off, always).
     """
-    tracker = state.registry.get(run_id)
-    if tracker is None:
-        # A run that is queued, or whose worker has not started it yet, is only in
-        # the run service's table (not yet in the registry).
-        run = getattr(state.runs, "_runs", {}).get(run_id)
-        tracker = getattr(run, "tracker", None)
-    if isinstance(tracker, ExecutionTracker):
+    # A queued run is only in the run service's table (not yet in the registry).
+    tracker = state.runs.tracker(run_id)
+    if tracker is not None:
         return tracker
     return state.store.load(run_id)
 

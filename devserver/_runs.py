@@ -4,9 +4,10 @@
 queue_size`` slots and refuses with ``ServiceUnavailable`` when all are taken
 (the HTTP layer answers 503 with ``Retry-After``). Each run's tracker is made
 at submission, so its id is known at once and a queued run is already
-readable. A run leaves the service's table only after ``finalize(wait=True)``
-returned, i.e. after its record was stored, so a reader always finds it in
-the table, the live registry or the store.
+readable. A run leaves the service's table once its tracker is closed and
+handed to the finaliser (the worker does not wait for the store); the live
+registry holds it until the store has it, so a reader always finds it in the
+table, the live registry or the store.
 """
 
 from __future__ import annotations
@@ -192,8 +193,10 @@ class RunService:
             logger.exception("run %s ended with an unexpected error", run.run_id)
         finally:
             try:
-                # Waits until the store has the record: from now on readers find it there.
-                record = run.tracker.finalize(wait=True)
+                # Hands the record to the finaliser without waiting for the store, so
+                # the worker is free at once; until the record is stored, readers find
+                # the run in the live registry (the finaliser removes it after the store).
+                record = run.tracker.finalize(wait=False)
             finally:
                 self._forget(run)
         return RunResult(run.run_id, outcome, record)
@@ -209,13 +212,16 @@ class RunService:
         """Runs submitted and not yet stored."""
         return len(self._runs)
 
-    def live_record(self, run_id: str) -> ExecutionRecord | None:
-        """The current record of a run that is queued or running, else None."""
+    def tracker(self, run_id: str) -> ExecutionTracker | None:
+        """The tracker of a run that is queued, running, or not yet stored; else None."""
         run = self._runs.get(run_id)
         tracker = run.tracker if run is not None else self.registry.get(run_id)
-        if isinstance(tracker, ExecutionTracker):
-            return build_record(tracker)
-        return None
+        return tracker if isinstance(tracker, ExecutionTracker) else None
+
+    def live_record(self, run_id: str) -> ExecutionRecord | None:
+        """The current record of a run that is queued or running, else None."""
+        tracker = self.tracker(run_id)
+        return build_record(tracker) if tracker is not None else None
 
     def record(self, run_id: str) -> ExecutionRecord | None:
         """The record of ``run_id``: live while it runs, from the store after."""

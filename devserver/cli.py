@@ -59,7 +59,7 @@ def main() -> None:
     "--threads",
     default=None,
     type=click.IntRange(1, 1024),
-    help="Request threads (default: twice the run slots, at least 16).",
+    help="Request threads (default: twice the run slots, at least 16, plus one per feed stream).",
 )
 def serve(host: str, port: int, threads: int | None) -> None:
     """Serve the app under waitress until Ctrl+C or SIGTERM."""

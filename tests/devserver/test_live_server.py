@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,22 +161,26 @@ def test_sigterm_during_runs_loses_no_record(tmp_path: Path) -> None:
         first = process.stdout.readline()
         assert first.startswith("devserver listening on http://127.0.0.1:"), first
         base = first.split()[-1].rstrip("/")
-        results: list[tuple[int, Any]] = []
-        answered = threading.Event()
+        # Runs queued on one worker (answers come at once, without ?wait),
+        # then one client that waits: SIGTERM arrives while runs are in flight.
+        results = [
+            call_json(
+                base, "POST", "/api/runs", {"config": "image_and_sound", "input": f"Hund {n}"}
+            )
+            for n in range(23)
+        ]
+        waited: list[tuple[int, Any]] = []
 
-        def one(n: int) -> None:
-            body = {"config": "image_and_sound", "input": f"Ein roter Hund {n}"}
-            outcome = call_json(base, "POST", "/api/runs?wait=true", body)
-            results.append(outcome)
-            answered.set()
+        def wait_for_one() -> None:
+            body = {"config": "image_and_sound", "input": "Ein roter Hund"}
+            waited.append(call_json(base, "POST", "/api/runs?wait=true", body))
 
-        threads = [threading.Thread(target=one, args=(n,)) for n in range(12)]
-        for thread in threads:
-            thread.start()
-        assert answered.wait(60)  # the server is busy with the queue now
+        waiter = threading.Thread(target=wait_for_one)
+        waiter.start()
+        time.sleep(0.3)  # the waiting request reaches the server behind the queue
         process.send_signal(signal.SIGTERM)
-        for thread in threads:
-            thread.join(60)
+        waiter.join(60)
+        results += waited
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -185,13 +190,14 @@ def test_sigterm_during_runs_loses_no_record(tmp_path: Path) -> None:
     in_flight = int(output.split("Shutting down: ")[1].split()[0])
     assert in_flight >= 1, output  # SIGTERM really arrived during runs
     accepted = [answer["run_id"] for status, answer in results if status in (200, 202)]
-    assert len(accepted) == 12 and all(status == 200 for status, _ in results)
+    assert len(accepted) == 24, results
+    assert waited and waited[0][0] == 200  # the waiting client got its answer
     store = SQLiteRecordStore(data_dir / "history.sqlite3")
     try:
         for run_id in accepted:
             record = store.load(run_id)
             assert record is not None and record.status == "success"
-        assert store.count() == 12
+        assert store.count() == 24
     finally:
         store.close()
     assert not list((data_dir / "journal").rglob("*.jsonl"))

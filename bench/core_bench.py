@@ -21,7 +21,7 @@ from execution_history import (
     NullTracker,
     SQLiteRecordStore,
 )
-from tests.records import STILLE_POST_LANGUAGES, STILLE_POST_TEXTS
+from tests.records import STILLE_POST_LANGUAGES, STILLE_POST_TEXTS, log_stille_post
 
 BATCH = 100
 ROUNDS = 1500
@@ -158,34 +158,62 @@ def _otel_span() -> Callable[[int], None]:
 
 @dataclasses.dataclass
 class _LegacyItem:
-    item_type: str
-    content: str | None
+    """The earlier item: a plain dataclass with the same fields as a recorded item."""
+
+    sequence: int
+    timestamp: dt.datetime
     stage: int
     stage_iteration: int | None
-    timestamp: dt.datetime
+    loop_iteration: int | None
+    item_type: str
+    content: str | None
+    media_type: str | None
+    media: Any
+    model: str | None
+    backend: str | None
+    duration_ms: float | None
     metadata: dict[str, Any]
+    config: str | None
 
 
 def _legacy_design() -> Callable[[int], None]:
-    """The earlier design the issue names: a dataclass, datetime.now(), an ``or`` fallback."""
+    """The earlier design the issue names: a dataclass, datetime.now(), an ``or`` fallback.
+
+    Same fields as the tracker records, so the two are compared like for like.
+    """
     items: list[_LegacyItem] = []
-    state: dict[str, Any] = {"stage": 2, "iteration": None}
+    state: dict[str, Any] = {"stage": 2, "stage_iteration": 1, "loop_iteration": None}
 
     def log(
         item_type: str,
-        content: str,
+        content: str | None = None,
         stage: int | None = None,
         stage_iteration: int | None = None,
+        loop_iteration: int | None = None,
+        media_type: str | None = None,
+        media: Any = None,
+        model: str | None = None,
+        backend: str | None = None,
+        duration_ms: float | None = None,
         metadata: dict[str, Any] | None = None,
+        config: str | None = None,
     ) -> None:
         items.append(
             _LegacyItem(
+                len(items) + 1,
+                dt.datetime.now(dt.UTC),
+                stage or state["stage"],
+                stage_iteration or state["stage_iteration"],
+                loop_iteration or state["loop_iteration"],
                 item_type,
                 content,
-                stage or state["stage"],
-                stage_iteration or state["iteration"],
-                dt.datetime.now(dt.UTC),
+                media_type,
+                media,
+                model,
+                backend,
+                duration_ms,
                 metadata or {},
+                config,
             )
         )
 
@@ -206,44 +234,7 @@ def _stille_post_run(finaliser: Finaliser) -> ExecutionTracker:
     tracker = ExecutionTracker(
         "stillepost", safety_level="kids", user_id="u", session_id="s", finaliser=finaliser
     )
-    with tracker:
-        with tracker.stage(1):
-            tracker.log_user_input("Ein Hund spielt im Garten")
-            tracker.log_translation(
-                "A dog plays in the garden",
-                from_lang="de",
-                to_lang="en",
-                model="glossary",
-                backend="local",
-                duration_ms=0.3,
-            )
-            tracker.log_safety_check(passed=True, metadata={"matched_terms": []})
-        with tracker.stage(2):
-            for i, text in enumerate(STILLE_POST_TEXTS, start=1):
-                with tracker.stage_iteration(i):
-                    tracker.log_interception_iteration(
-                        text,
-                        from_lang=STILLE_POST_LANGUAGES[i - 1],
-                        to_lang=STILLE_POST_LANGUAGES[i],
-                        model="glossary",
-                        backend="local",
-                        duration_ms=0.2,
-                        metadata={"seed": 7},
-                    )
-            tracker.log_interception_final(STILLE_POST_TEXTS[-1])
-        for j in (1, 2, 3):
-            with tracker.loop_iteration(j):
-                with tracker.stage(3):
-                    tracker.log_safety_check(passed=True, metadata={"level": "kids"})
-                with tracker.stage(4):
-                    tracker.log_output(
-                        ItemType.OUTPUT_IMAGE,
-                        {"path": f"output_{j}.png", "mime_type": "image/png"},
-                        model="procedural",
-                        backend="local",
-                        duration_ms=4.0,
-                        metadata={"seed": 7 + j, "steps": 20, "width": 512, "height": 512},
-                    )
+    log_stille_post(tracker, blocked_output=None)
     return tracker
 
 

@@ -43,26 +43,17 @@ def write_wav(path: Path, seconds: float = 0.2, rate: int = 8000) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def stille_post_record(
+def log_stille_post(
+    tracker: ExecutionTracker,
     media_dir: Path | None = None,
-    *,
     prompt: str = "Ein Hund spielt im Garten",
-    user_id: str = "child-42",
-    session_id: str = "class-7b",
-) -> ExecutionRecord:
-    """A Stille Post run: 8 iterations, 3 outputs (2 images generated, 1 blocked).
+    blocked_output: int | None = 2,
+) -> None:
+    """Record a whole Stille Post run on ``tracker``: 8 iterations, 3 outputs.
 
+    Output ``blocked_output`` is blocked at stage 3 (None: every output passes).
     With ``media_dir``, real image files are written there and referenced.
     """
-    tracker = ExecutionTracker(
-        "stillepost",
-        safety_level="kids",
-        user_id=user_id,
-        session_id=session_id,
-        media_dir=media_dir,
-        software_version="0.1.0",
-        model_versions={"glossary-translator": "1"},
-    )
     with tracker:
         with tracker.stage(1):
             tracker.log_user_input(prompt)
@@ -91,7 +82,7 @@ def stille_post_record(
         for j in (1, 2, 3):
             with tracker.loop_iteration(j):
                 with tracker.stage(3):
-                    if j == 2:
+                    if j == blocked_output:
                         tracker.log_blocked(
                             "not suitable for kids", metadata={"matched_terms": ["scary"]}
                         )
@@ -109,4 +100,27 @@ def stille_post_record(
                         duration_ms=3.5,
                         metadata={"seed": 1234 + j, "steps": 20, "width": 64, "height": 48},
                     )
+
+
+def stille_post_record(
+    media_dir: Path | None = None,
+    *,
+    prompt: str = "Ein Hund spielt im Garten",
+    user_id: str = "child-42",
+    session_id: str = "class-7b",
+) -> ExecutionRecord:
+    """A Stille Post run: 8 iterations, 3 outputs (2 images generated, 1 blocked).
+
+    With ``media_dir``, real image files are written there and referenced.
+    """
+    tracker = ExecutionTracker(
+        "stillepost",
+        safety_level="kids",
+        user_id=user_id,
+        session_id=session_id,
+        media_dir=media_dir,
+        software_version="0.1.0",
+        model_versions={"glossary-translator": "1"},
+    )
+    log_stille_post(tracker, media_dir, prompt)
     return tracker.finalize()

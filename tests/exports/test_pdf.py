@@ -421,3 +421,45 @@ def test_hostile_text_through_the_real_tracker_always_exports(
 
 def test_styles_are_built_once_per_process() -> None:
     assert _pdf._styles() is _pdf._styles()
+
+
+# Characters whose extracted text is the text itself: left-to-right scripts the
+# bundled fonts cover, and markup characters. (Right-to-left text, emoji and
+# controls come back reordered, shaped or as visible substitutes; their own
+# tests above check them.)
+_FAITHFUL = st.sampled_from(
+    list("abcxyzABCXYZäöüßÄÖÜéèñçøå0123456789")
+    + list("αβγδΩλπΣ")
+    + list("абвгдЖЩЯ")
+    + list("你好世界中文字")
+    + list("こんにちはカタ")
+    + list("안녕하세요")
+    + list("<>&]/[!?.,;:'\"()-_=+*#@%$")
+    + [" ", " ", "\n"]
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    texts=st.lists(
+        st.lists(_FAITHFUL, min_size=1, max_size=120).map("".join).filter(str.strip),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_every_content_string_is_found_in_the_reopened_pdf(texts: list[str]) -> None:
+    """Each item's content, whitespace aside, is in the text pypdf extracts."""
+    tracker = ExecutionTracker("stillepost", safety_level="kids")
+    with tracker:
+        with tracker.stage(2):
+            for n, text in enumerate(texts, start=1):
+                with tracker.stage_iteration(n):
+                    tracker.log_interception_iteration(text, from_lang="de", to_lang="fr")
+    reader = read(render(tracker.finalize()))
+    extracted = re.sub(r"[\s\u200b]+", "", "".join(page_texts(reader)))
+    for text in texts:
+        assert re.sub(r"\s+", "", text) in extracted

@@ -260,3 +260,9 @@ def test_non_finite_metadata_is_coerced_not_crashing() -> None:
     record = tracker.finalize()
     for fmt in ("json", "xml", "docx"):
         CHECKS[fmt](record, export_bytes(record, fmt))
+
+    def refuse(literal: str) -> object:
+        raise AssertionError(f"non-standard JSON literal {literal} in the export")
+
+    exported = json.loads(export_bytes(record, "json"), parse_constant=refuse)
+    assert "NaN" in json.dumps(exported) and "Infinity" in json.dumps(exported)

@@ -1,5 +1,9 @@
 """Batch export: a ZIP of many runs in one format with media and a manifest, streamed in pieces.
 
+Formats that hold many runs in one file (``FormatInfo.batch``: a REFI-QDA
+project, an RO-Crate, the tidy tables) get one combined ``all_runs.<ext>``
+instead of a file per run; the media files are always added per run.
+
 The ZIP is written by ``zipfile`` into a small buffer that the generator
 empties after every chunk, so memory stays flat however many runs match: one
 record and one export (spooled to disk past a few MiB) at a time. Entries
@@ -182,14 +186,20 @@ def _generate(
     buffer = _Buffer()
     try:
         with zipfile.ZipFile(buffer, "w", allowZip64=True) as archive:
-            for row in batch.store.iter_runs(batch.run_filter):
-                record = batch.store.load(row.run_id)
-                if record is None:  # erased while we were exporting
-                    continue
-                yield from _add_run(batch, archive, buffer, record, started, summary)
+            combined = batch.format.batch
+            for record in _records(batch):
+                if not combined:
+                    yield from _add_run(batch, archive, buffer, record, started, summary)
+                run_folder = f"runs/{record.run_id}"
+                media_dir = _media_dir(batch, record.run_id)
+                yield from _add_media(
+                    archive, buffer, record, media_dir, run_folder, started, summary
+                )
                 summary.runs += 1
                 if on_run is not None:
                     on_run(record.run_id)
+            if combined:
+                yield from _add_combined(batch, archive, buffer, started, summary)
             manifest = _manifest(batch, summary, started)
             data = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
             info = _zip_info("manifest.json", started, DEFLATE)
@@ -202,6 +212,49 @@ def _generate(
     summary.bytes_written += len(tail)
     summary.complete = True
     yield tail
+
+
+def _records(batch: BatchRequest) -> Iterator[ExecutionRecord]:
+    """Every matching record, newest first, one at a time (erased ones are skipped)."""
+    for row in batch.store.iter_runs(batch.run_filter):
+        record = batch.store.load(row.run_id)
+        if record is not None:  # None: erased while we were exporting
+            yield record
+
+
+def _media_dir(batch: BatchRequest, run_id: str) -> Path | None:
+    return batch.media_root / run_id if is_run_id(run_id) else None
+
+
+def _add_combined(
+    batch: BatchRequest,
+    archive: zipfile.ZipFile,
+    buffer: _Buffer,
+    moment: datetime,
+    summary: BatchSummary,
+) -> Iterator[bytes]:
+    """One file holding every run, for formats made for that (a QDA project, a crate)."""
+    fmt = batch.format
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        try:
+            exports.export_batch(
+                ((record, _media_dir(batch, record.run_id)) for record in _records(batch)),
+                fmt.name,
+                cast(BinaryIO, spool),
+                pseudonymiser=batch.pseudonymiser,
+            )
+        except exports.ExportError as exc:
+            logger.warning("batch export: the combined %s file failed: %s", fmt.name, exc)
+            summary.failed.append(
+                {"run_id": "*", "error": f"the combined {fmt.name} export failed"}
+            )
+            return
+        size = spool.tell()
+        spool.seek(0)
+        compress = zipfile.ZIP_STORED if fmt.media_type == "application/zip" else DEFLATE
+        info = _zip_info(f"all_runs.{fmt.extension}", moment, compress)
+        yield from _copy(archive, buffer, summary, info, spool, size)
+        summary.files[-1].update({"kind": "export", "runs": summary.runs})
 
 
 def _emit(buffer: _Buffer, summary: BatchSummary) -> Iterator[bytes]:
@@ -241,7 +294,7 @@ def _add_run(
 ) -> Iterator[bytes]:
     run_id = record.run_id
     folder = f"runs/{run_id}"
-    media_dir = batch.media_root / run_id if is_run_id(run_id) else None
+    media_dir = _media_dir(batch, run_id)
     fmt = batch.format
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         try:
@@ -264,7 +317,6 @@ def _add_run(
             info = _zip_info(name, moment, compress)
             yield from _copy(archive, buffer, summary, info, spool, size)
             summary.files[-1].update({"run_id": run_id, "kind": "export"})
-    yield from _add_media(archive, buffer, record, media_dir, folder, moment, summary)
 
 
 def _add_media(

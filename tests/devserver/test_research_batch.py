@@ -294,3 +294,41 @@ def test_concurrent_batch_exports_do_not_mix(served: tuple[Flask, str]) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             manifest = check_manifest(archive)
             assert manifest["format"]["name"] == query.split("&")[0].split("=")[1]
+
+
+def test_formats_made_for_many_runs_get_one_combined_file(served: tuple[Flask, str]) -> None:
+    """qdpx: one REFI-QDA project holding every run (and media per run), not a project per run."""
+    from lxml import etree
+
+    app, base = served
+    seeded = seed_runs(app, 5)
+    status, _, body = download(app, base, "format=qdpx")
+    assert status == 200
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    manifest = check_manifest(archive)
+    assert manifest["runs"] == 5
+    exports_in_zip = [e["path"] for e in manifest["files"] if e.get("kind") == "export"]
+    assert exports_in_zip == ["all_runs.qdpx"]
+    project = zipfile.ZipFile(io.BytesIO(archive.read("all_runs.qdpx")))
+    root = etree.fromstring(project.read("project.qde"))
+    ns = {"q": "urn:QDA-XML:project:1.0"}
+    transcripts = root.findall(".//q:Sources/q:TextSource", ns)
+    assert len(transcripts) == 5
+    names = " ".join(t.get("name", "") for t in transcripts)
+    assert all(record.run_id[:8] in names for record in seeded.records)
+    assert any(e.get("kind") == "media" for e in manifest["files"])
+    assert_no_raw_ids(archive.read("all_runs.qdpx"))
+
+
+def test_tidy_tables_of_a_batch_hold_every_run_in_one_table(served: tuple[Flask, str]) -> None:
+    """csv: one items.csv with rows of every run, read back with the csv module."""
+    import csv
+
+    app, base = served
+    seeded = seed_runs(app, 4, with_media=False)
+    status, _, body = download(app, base, "format=csv")
+    assert status == 200
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    tables = zipfile.ZipFile(io.BytesIO(archive.read("all_runs.csv.zip")))
+    rows = list(csv.DictReader(io.StringIO(tables.read("runs.csv").decode("utf-8-sig"))))
+    assert sorted(row["run_id"] for row in rows) == sorted(r.run_id for r in seeded.records)

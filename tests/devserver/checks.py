@@ -1,8 +1,11 @@
-"""Assertions on recorded runs shared by the test-client and the real-server tests."""
+"""Assertions on recorded runs, and starting a real server, shared by the devserver tests."""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 STILLE_POST_LANGUAGES = ["fr", "en", "es", "nl", "pt", "en", "it"]  # configs/stillepost.json
@@ -63,3 +66,21 @@ def assert_complete_has_no_iteration(record: dict[str, Any]) -> None:
     assert last["item_type"] == "pipeline_complete"
     assert last["stage"] == 5
     assert last["stage_iteration"] is None and last["loop_iteration"] is None
+
+
+def start_serve(env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[str]:
+    """A real ``devserver serve --port 0`` process (stdout and stderr merged, as text).
+
+    Args:
+        env: the process's environment (the caller decides which DEVSERVER_ variables).
+        cwd: its working directory (the default data dir is ``<cwd>/instance``).
+    """
+    script = Path(sys.executable).with_name("devserver")
+    return subprocess.Popen(
+        [str(script), "serve", "--port", "0"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from devserver import get_state
+
+from .checks import start_serve
 
 
 def test_run_prints_the_whole_journey_and_stores_the_record(app: Any, runner: Any) -> None:
@@ -54,15 +54,7 @@ def test_bad_setting_is_a_clean_cli_error(runner: Any) -> None:
 
 def test_serve_with_zero_configuration_answers_and_stops_on_sigint(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSERVER_")}
-    script = Path(sys.executable).with_name("devserver")
-    process = subprocess.Popen(
-        [str(script), "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(env, cwd=tmp_path)
     try:
         assert process.stdout is not None
         url = process.stdout.readline().split()[-1]

@@ -6,8 +6,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from .checks import (
     assert_stille_post_journey,
     assert_transitions_exactly_at_stage_changes,
     items_of,
+    start_serve,
 )
 
 
@@ -148,14 +147,7 @@ def test_sigterm_during_runs_loses_no_record(tmp_path: Path) -> None:
         "DEVSERVER_DATA_DIR": str(data_dir),
         "DEVSERVER_WORKERS": "1",
     }
-    script = Path(sys.executable).with_name("devserver")
-    process = subprocess.Popen(
-        [str(script), "serve", "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(env)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()

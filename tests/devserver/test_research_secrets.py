@@ -15,6 +15,8 @@ import pytest
 
 from devserver import SettingsError, create_app
 
+from .checks import start_serve
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,15 +87,7 @@ def test_cli_refuses_a_short_token_with_one_sentence_and_exit_2(tmp_path: Path) 
 
 def test_serve_prints_how_to_use_the_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSERVER_")}
-    script = Path(sys.executable).with_name("devserver")
-    process = subprocess.Popen(
-        [str(script), "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(env, cwd=tmp_path)
     try:
         assert process.stdout is not None
         url = process.stdout.readline().split()[-1]

@@ -19,51 +19,10 @@ from execution_history import ExecutionRecord, ExecutionTracker, ItemType
 from exports._json import json_schema
 from exports._text import sanitise
 from exports._xml import NAMESPACE, schema
-from tests.exports._support import available, export_bytes
+from tests.exports._support import HOSTILE_FRAGMENTS, available, export_bytes
 from tests.records import write_png
 
-FRAGMENTS = [
-    "\x00",
-    "\x01",
-    "\x08",
-    "\x0b",
-    "\x0c",
-    "\x1b[31m",
-    "\x1f",
-    "\x7f",
-    "\ud800",
-    "\udfff",
-    "\ufffe",
-    "\uffff",
-    "😀",
-    "👩‍👩‍👧",
-    "🇩🇪",
-    "مرحبا",
-    "שלום",
-    "\u202e",
-    "\u200b",
-    "汉字",
-    "かな",
-    "한글",
-    "e\u0301",
-    "\u0e01\u0e34",
-    "<",
-    "&",
-    "]]>",
-    "<b>bold</b>",
-    "<script>alert(1)</script>",
-    "&amp;",
-    "\t",
-    "\n",
-    "\r\n",
-    "\r",
-    " ",
-    "Grüße",
-    "Ελληνικά",
-    "Кириллица",
-    "=1+1",
-    '"quoted"',
-]
+FRAGMENTS = HOSTILE_FRAGMENTS
 
 hostile_text = st.lists(
     st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=12)), max_size=8

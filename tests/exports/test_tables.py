@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 import exports
 from execution_history import ExecutionRecord, ExecutionTracker, ItemType, Pseudonymiser
+from tests.exports._support import HOSTILE_FRAGMENTS
 from tests.records import stille_post_record, write_png, write_wav
 
 PSEUDONYMS = Pseudonymiser("tables-test-pseudonym-key-0123")
@@ -36,47 +37,7 @@ EXCEL_CELL_LIMIT = 32_767
 # ----------------------------------------------------------------- hostile runs
 # Shared with test_qdpx.py and test_rocrate.py (imported from here).
 
-FRAGMENTS = [
-    "\x00",
-    "\x01",
-    "\x0b",
-    "\x1b[31m",
-    "\x7f",
-    "\x85",
-    "\x9f",
-    "\ud800",
-    "\udfff",
-    "\ufffe",
-    "\uffff",
-    "😀",
-    "👩‍👩‍👧",
-    "🇩🇪",
-    "مرحبا",
-    "שלום",
-    "\u202e",
-    "汉字",
-    "かな",
-    "e\u0301",
-    "<",
-    "&",
-    "]]>",
-    "<b>x</b>",
-    "=cmd|' /C calc'!A0",
-    "=1+1",
-    "+1",
-    "-1",
-    "@SUM(A1)",
-    "\t",
-    "\r",
-    "\r\n",
-    "\n",
-    "'",
-    '"',
-    ",",
-    "#N/A",
-    " ",
-    "Grüße",
-]
+FRAGMENTS = HOSTILE_FRAGMENTS
 #: 100,000 characters mixing scripts, markup and emoji (so chunk edges fall on emoji too).
 LONG_TEXT = ("=Grüße 汉字 مرحبا <&]]> 😀\r\n" * 5000)[:100_000]
 

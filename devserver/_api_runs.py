@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory, url_for
 
-from execution_history import ExecutionRecord, ItemType
+from execution_history import ExecutionTracker, RunSummary, summarise_run
 
 from ._errors import ApiError
 from ._run_body import parse_run_body
@@ -43,36 +43,27 @@ def _links(run_id: str) -> dict[str, str]:
     }
 
 
-def _media_links(record: ExecutionRecord) -> list[dict[str, Any]]:
-    outputs = []
-    for item in record.items:
-        if item.media is not None and "/" not in item.media.path:
-            outputs.append(
-                {
-                    "loop_iteration": item.loop_iteration,
-                    "item_type": str(item.item_type),
-                    "mime_type": item.media.mime_type,
-                    "url": url_for("runs.get_media", run_id=record.run_id, name=item.media.path),
-                }
-            )
-    return outputs
-
-
-def _summary(record: ExecutionRecord) -> dict[str, Any]:
-    final = next(
-        (i.content for i in record.items if i.item_type == ItemType.INTERCEPTION_FINAL), None
-    )
+def _summary(summary: RunSummary) -> dict[str, Any]:
     return {
-        "config": record.config_name,
-        "safety_level": record.safety_level,
-        "status": str(record.status),
-        "started_at": record.started_at.isoformat(),
-        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
-        "duration_ms": record.duration_ms,
-        "items": len(record.items),
-        "stages": [s.model_dump(mode="json") for s in record.stages],
-        "interception_final": final,
-        "outputs": _media_links(record),
+        "config": summary.config_name,
+        "safety_level": summary.safety_level,
+        "status": str(summary.status),
+        "started_at": summary.started_at.isoformat(),
+        "ended_at": summary.ended_at.isoformat() if summary.ended_at else None,
+        "duration_ms": summary.duration_ms,
+        "items": summary.items,
+        "stages": [stage.to_json() for stage in summary.stages],
+        "interception_final": summary.interception_final,
+        "outputs": [
+            {
+                "loop_iteration": media.loop_iteration,
+                "item_type": media.item_type,
+                "mime_type": media.mime_type,
+                "url": url_for("runs.get_media", run_id=summary.run_id, name=media.path),
+            }
+            for media in summary.outputs
+            if "/" not in media.path
+        ],
     }
 
 
@@ -117,11 +108,18 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
                 "The server shut down before the run started.",
                 headers={"Retry-After": "10"},
             ) from None
-        # The answer promises a stored record: wait for the finaliser here, on the
-        # request's thread, not on the worker that ran the pipeline.
-        record = run.tracker.finalize(wait=True)
-        answer["status"] = str(record.status) if record is not None else result.outcome
-        answer["summary"] = _summary(record) if record is not None else None
+        tracker = run.tracker
+        if isinstance(tracker, ExecutionTracker):
+            # The answer promises a stored run: wait for the finaliser here, on the
+            # request's thread, not on the worker that ran the pipeline. The summary
+            # comes from the raw items, so nothing here builds the record.
+            tracker.wait_until_stored()
+            summary = summarise_run(tracker)
+            answer["status"] = str(summary.status)
+            answer["summary"] = _summary(summary)
+        else:
+            answer["status"] = result.outcome
+            answer["summary"] = None
         return jsonify(answer), 200, headers
     return jsonify(answer), 202, headers
 

@@ -54,11 +54,10 @@ class RunAborted(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended: the pipeline's outcome and, when tracked, the stored record."""
+    """How a run ended, as the pipeline saw it (the record is the tracker's or the store's)."""
 
     run_id: str
     outcome: str
-    record: ExecutionRecord | None
 
 
 @dataclass(slots=True)
@@ -182,7 +181,6 @@ class RunService:
 
     def _execute(self, run: Run) -> RunResult:
         outcome = "error"
-        record: ExecutionRecord | None = None
         try:
             outcome = run_pipeline(
                 run.tracker, run.request, self.pipeline, self.media_dir(run.run_id)
@@ -193,13 +191,13 @@ class RunService:
             logger.exception("run %s ended with an unexpected error", run.run_id)
         finally:
             try:
-                # Hands the record to the finaliser without waiting for the store, so
-                # the worker is free at once; until the record is stored, readers find
-                # the run in the live registry (the finaliser removes it after the store).
-                record = run.tracker.finalize(wait=False)
+                # Hands the run to the finaliser without building or storing it here, so
+                # the worker is free at once; until it is stored, readers find the run in
+                # the live registry (the finaliser removes it after the store).
+                run.tracker.end()
             finally:
                 self._forget(run)
-        return RunResult(run.run_id, outcome, record)
+        return RunResult(run.run_id, outcome)
 
     def _forget(self, run: Run) -> None:
         with self._lock:

@@ -33,6 +33,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "MAX_INPUT_CHARS": ("DEVSERVER_MAX_INPUT_CHARS", 2000),
     "WAIT_TIMEOUT_S": ("DEVSERVER_WAIT_TIMEOUT_S", 120.0),
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
+    "BUILD_ON_READ": ("DEVSERVER_BUILD_ON_READ", True),
 }
 
 RESEARCH_TOKEN_FILE = "research_token"
@@ -60,6 +61,9 @@ class Settings:
     max_input_chars: int
     wait_timeout_s: float
     shutdown_timeout_s: float
+    #: Store each run's capture at once and build its record when first read
+    #: (or when idle); False builds every record before storing it.
+    build_on_read: bool
     research_token: str
     research_token_file: Path | None
     pseudonym_key: str
@@ -85,6 +89,18 @@ def _number(config: Mapping[str, Any], key: str, kind: type, minimum: float) -> 
     if number < minimum:
         raise SettingsError(f"{ENVIRONMENT[key][0]} must be at least {minimum}, not {value!r}")
     return number
+
+
+def _flag(config: Mapping[str, Any], key: str) -> bool:
+    value = config.get(key)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{ENVIRONMENT[key][0]} must be true or false, not {value!r}")
 
 
 def _database_path(url: str | None, data_dir: Path) -> Path:
@@ -179,6 +195,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         max_input_chars=_number(config, "MAX_INPUT_CHARS", int, 1),
         wait_timeout_s=_number(config, "WAIT_TIMEOUT_S", float, 0.0),
         shutdown_timeout_s=_number(config, "SHUTDOWN_TIMEOUT_S", float, 0.0),
+        build_on_read=_flag(config, "BUILD_ON_READ"),
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),

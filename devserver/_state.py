@@ -104,7 +104,12 @@ def init_app(app: Flask) -> DevServer:
     journal = ProcessJournal(settings.data_dir / "journal")
     journal.recover_dead(store)
     store_sink.reimport()
-    finaliser = Finaliser([store_sink], journal=journal.journal, registry=registry)
+    finaliser = Finaliser(
+        [store_sink],
+        journal=journal.journal,
+        registry=registry,
+        capture_store=store if settings.build_on_read else None,
+    )
     pipeline = Pipeline(backend=backend, stage1=Stage1Filter(), age=AgeFilter())
     runs = RunService(
         pipeline=pipeline,

@@ -175,7 +175,7 @@ def run_command(
                 break
             worker.join(0.05)
         result = run.future.result()
-        record = result.record
+        record = tracker.finalize(wait=True) if isinstance(tracker, ExecutionTracker) else None
         status = str(record.status) if record is not None else result.outcome
         click.echo(f"\nStatus: {status}")
         click.echo(f"Run id: {run.run_id}")

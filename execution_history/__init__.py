@@ -6,6 +6,7 @@ The public surface is listed in ``__all__``; everything in ``_modules`` is priva
 from __future__ import annotations
 
 from ._build import build_record, utc_from_ns
+from ._capture import capture_payload, record_from_capture
 from ._finaliser import Finaliser, Sink
 from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
 from ._items import RawItem
@@ -29,9 +30,10 @@ from ._record import (
     SinkOutcome,
     StageSummary,
 )
+from ._run_summary import OutputMedia, RunSummary, summarise_run
 from ._sinks import StoreSink, write_atomically
 from ._store import RecordStore, RunFilter, RunRow, SQLiteRecordStore, Stats, utc_text
-from ._summary import derive_status, summarise_stages
+from ._summary import StageFigures, derive_status, summarise_stages
 from ._taxonomy import (
     STAGE_NAMES,
     TAXONOMY_VERSION,
@@ -67,6 +69,7 @@ __all__ = [
     "MediaRef",
     "MediaType",
     "NullTracker",
+    "OutputMedia",
     "OutputProgress",
     "Pseudonymiser",
     "RawItem",
@@ -75,10 +78,12 @@ __all__ = [
     "RunProgress",
     "RunRow",
     "RunStatus",
+    "RunSummary",
     "SQLiteRecordStore",
     "Sink",
     "SinkOutcome",
     "Stage",
+    "StageFigures",
     "StageStatus",
     "StageSummary",
     "Stats",
@@ -86,12 +91,15 @@ __all__ = [
     "bind_context",
     "build_progress",
     "build_record",
+    "capture_payload",
     "current_tracker",
     "derive_status",
     "is_run_id",
     "live_item",
     "new_run_id",
     "progress_of_record",
+    "record_from_capture",
+    "summarise_run",
     "summarise_stages",
     "utc_from_ns",
     "utc_text",

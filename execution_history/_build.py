@@ -44,23 +44,23 @@ def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, A
         if kwargs:
             meta.update({str(k): v for k, v in to_json_value(kwargs, max_chars, stats).items()})  # type: ignore[union-attr]
     text, original_length = _text(content, max_chars, stats)
-    item_type = _str_field(item_type, stats) or ItemType.PIPELINE_ERROR.value
+    item_type = str_field(item_type, stats) or ItemType.PIPELINE_ERROR.value
     if media_type is None:
         media_type = DEFAULT_MEDIA_TYPE.get(item_type)
     return {
         "sequence": seq,
         "timestamp": utc_from_ns(ts),
-        "stage": _int_field(stage, stats, 0),
-        "stage_iteration": _opt_int(si, stats),
-        "loop_iteration": _opt_int(li, stats),
+        "stage": int_field(stage, stats, 0),
+        "stage_iteration": opt_int(si, stats),
+        "loop_iteration": opt_int(li, stats),
         "item_type": item_type,
-        "media_type": _str_field(media_type, stats),
+        "media_type": str_field(media_type, stats),
         "content": text,
         "content_length": original_length,
-        "media": _media(media, meta, stats),
-        "config": _str_field(config, stats),
-        "model": _str_field(model, stats),
-        "backend": _str_field(backend, stats),
+        "media": media_fields(media, meta, stats),
+        "config": str_field(config, stats),
+        "model": str_field(model, stats),
+        "backend": str_field(backend, stats),
         "duration_ms": _opt_float(duration, stats),
         "metadata": meta,
     }
@@ -140,13 +140,18 @@ def _text(value: Any, max_chars: int, stats: CoercionStats) -> tuple[str | None,
     return clean_text(value, max_chars, stats)
 
 
+def clean_content(value: Any, max_chars: int, stats: CoercionStats) -> str | None:
+    """An item's content as the record holds it (converted, cleaned, cut at ``max_chars``)."""
+    return _text(value, max_chars, stats)[0]
+
+
 def _json_text(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _str_field(value: Any, stats: CoercionStats) -> str | None:
+def str_field(value: Any, stats: CoercionStats) -> str | None:
     if value is None or isinstance(value, str):
         if isinstance(value, str):
             return clean_text(value, 1000, stats)[0]
@@ -156,12 +161,12 @@ def _str_field(value: Any, stats: CoercionStats) -> str | None:
     return converted if isinstance(converted, str) else _json_text(converted)
 
 
-def _int_field(value: Any, stats: CoercionStats, default: int) -> int:
-    result = _opt_int(value, stats)
+def int_field(value: Any, stats: CoercionStats, default: int) -> int:
+    result = opt_int(value, stats)
     return default if result is None else result
 
 
-def _opt_int(value: Any, stats: CoercionStats) -> int | None:
+def opt_int(value: Any, stats: CoercionStats) -> int | None:
     if value is None or type(value) is int:
         return value
     stats.coerced += 1
@@ -187,7 +192,7 @@ def _opt_float(value: Any, stats: CoercionStats) -> float | None:
     return result
 
 
-def _media(value: Any, meta: dict[str, Any], stats: CoercionStats) -> dict[str, Any] | None:
+def media_fields(value: Any, meta: dict[str, Any], stats: CoercionStats) -> dict[str, Any] | None:
     if value is None:
         return None
     if isinstance(value, MediaRef):

@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ._capture import capture_payload
 from ._record import ExecutionRecord, MediaRef, SinkOutcome
 
 if TYPE_CHECKING:
     from ._journal import Journal
     from ._live import LiveRunRegistry
+    from ._store import SQLiteRecordStore
     from ._tracker import ExecutionTracker
 
 logger = logging.getLogger("execution_history")
@@ -61,6 +63,13 @@ class Finaliser:
         registry: the live-run registry; runs leave it once stored.
         background: start the writer thread (False: run sinks on submit).
         poll_s: how often the writer looks for new records.
+        capture_store: when given, the writer stores each run's capture there
+            (all runs of one poll in one transaction) instead of building the
+            record and running the sinks; the store builds the record when the
+            run is first read, or here when the writer has been idle for
+            ``idle_build_s``. A run without an exact capture, or a capture
+            the store refused, takes the sinks as usual. See ``_capture``.
+        idle_build_s: idle time after which the writer builds stored captures.
     """
 
     def __init__(
@@ -73,6 +82,8 @@ class Finaliser:
         registry: LiveRunRegistry | None = None,
         background: bool = True,
         poll_s: float = 0.005,
+        capture_store: SQLiteRecordStore | None = None,
+        idle_build_s: float = 1.0,
     ) -> None:
         self.sinks = list(sinks)
         self.deadline_s = deadline_s
@@ -80,6 +91,11 @@ class Finaliser:
         self.registry = registry
         self.inline_runs = 0
         self.poll_s = poll_s
+        self.capture_store = capture_store
+        self.idle_build_s = idle_build_s
+        # Whether stored captures may wait to be built; checked once at start (a
+        # previous process may have left some), then set by every capture write.
+        self._unbuilt_captures = capture_store is not None
         self._queue_size = queue_size
         self._pending: collections.deque[ExecutionTracker] = collections.deque()
         self._stopping = threading.Event()
@@ -126,15 +142,73 @@ class Finaliser:
 
     def _work(self) -> None:
         pending = self._pending
+        idle_since = time.monotonic()
         while True:
-            while pending:
-                self._finalise(pending.popleft())
+            if pending:
+                if self.capture_store is not None:
+                    batch = [pending.popleft() for _ in range(len(pending))]
+                    self._capture(batch)
+                else:
+                    while pending:
+                        self._finalise(pending.popleft())
+                idle_since = time.monotonic()
+            elif (
+                self._unbuilt_captures
+                and time.monotonic() - idle_since >= self.idle_build_s
+                and not self._stopping.is_set()
+            ):
+                self._build_some_captures()
             if self._stopping.is_set():
                 if not pending:
                     return
                 continue
             self._wake.wait(self.poll_s)
             self._wake.clear()
+
+    def _capture(self, batch: list[ExecutionTracker]) -> None:
+        """Store the captures of ``batch`` in one transaction; the rest take the sinks."""
+        assert self.capture_store is not None
+        captured: list[ExecutionTracker] = []
+        careful: list[ExecutionTracker] = []
+        rows: list[tuple[str, bytes]] = []
+        for tracker in batch:
+            payload = capture_payload(tracker)
+            if payload is None:
+                careful.append(tracker)
+            else:
+                captured.append(tracker)
+                rows.append((tracker.run_id, payload))
+        if rows:
+            try:
+                self.capture_store.save_captures(rows)
+            except Exception as exc:
+                logger.warning(
+                    "captures of %d run(s) not stored (%s); building them", len(rows), exc
+                )
+                careful.extend(captured)
+            else:
+                self._unbuilt_captures = True
+                for tracker in captured:
+                    tracker._set_record(None)
+                    self._release(tracker, notify=False)
+                self._notify()  # once per batch: every waiter checks its own run
+        for tracker in careful:
+            self._finalise(tracker)
+
+    def _notify(self) -> None:
+        with self._finished:
+            self._finished.notify_all()
+
+    def _build_some_captures(self) -> None:
+        """Idle: build a few stored captures into records, so reads find them built."""
+        assert self.capture_store is not None
+        batch = 8
+        try:
+            if self.capture_store.build_captured(limit=batch) < batch:
+                self._unbuilt_captures = False
+        except Exception:
+            logger.exception("building stored captures failed")
+            self.idle_build_s = max(self.idle_build_s, 60.0)  # do not retry every poll
 
     def _finalise(self, tracker: ExecutionTracker) -> None:
         try:
@@ -148,12 +222,16 @@ class Finaliser:
             tracker._fault(exc)
             tracker._set_record(None)
         finally:
-            with self._finished:
-                self._finished.notify_all()
-            if self.registry is not None:
-                self.registry.discard(tracker.run_id)
-            if self.journal is not None:
-                self.journal.forget(tracker.run_id)
+            self._release(tracker)
+
+    def _release(self, tracker: ExecutionTracker, notify: bool = True) -> None:
+        """The run's record is safe: wake its waiters, leave the registry and the journal."""
+        if notify:
+            self._notify()
+        if self.registry is not None:
+            self.registry.discard(tracker.run_id)
+        if self.journal is not None:
+            self.journal.forget(tracker.run_id)
 
     def _run_sink(self, sink: Sink, record: ExecutionRecord) -> SinkOutcome:
         name = getattr(sink, "name", type(sink).__name__)
@@ -180,9 +258,12 @@ class Finaliser:
         """Block until ``tracker``'s record went through the sinks; False on timeout.
 
         Wakes the writer at once: whoever waits pays for the wake-up, not the
-        pipeline that handed the run over.
+        pipeline that handed the run over. With a capture store it does not:
+        the writer's next poll stores every waiting run in one transaction,
+        which costs far less than a commit per run.
         """
-        self._wake.set()
+        if self.capture_store is None:
+            self._wake.set()
         with self._finished:
             return self._finished.wait_for(lambda: tracker.done, timeout)
 

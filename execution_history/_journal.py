@@ -53,9 +53,10 @@ class Journal:
     def forget(self, run_id: str) -> None:
         """The run's record is safe: stop journaling it and remove its file."""
         with self._lock:
-            self._watched.pop(run_id, None)
-            with contextlib.suppress(OSError):
-                self._path(run_id).unlink()
+            watched = self._watched.pop(run_id, None)
+            if watched is None or watched[1]:  # a file exists only once items were written
+                with contextlib.suppress(OSError):
+                    self._path(run_id).unlink()
 
     def flush(self) -> None:
         """Write every watched run's new items now."""
@@ -99,13 +100,23 @@ class Journal:
         """Store an ``incomplete`` record for every run a dead process left here.
 
         Call at start-up, before new runs begin. Returns the recovered run ids.
-        A file whose record cannot be stored is kept for the next start.
+        A file whose record cannot be stored is kept for the next start. A run
+        the store already has (the process died after storing it, before
+        removing its journal) is left as stored: its journal is only removed.
         """
         recovered: list[str] = []
         with self._lock:
             watched = set(self._watched)
-        for path in sorted(self.folder.glob("*.jsonl")):
-            if not is_run_id(path.stem) or path.stem in watched:
+        paths = [
+            p
+            for p in sorted(self.folder.glob("*.jsonl"))
+            if is_run_id(p.stem) and p.stem not in watched
+        ]
+        stored = _stored_ids(store, [p.stem for p in paths])
+        for path in paths:
+            if path.stem in stored:
+                with contextlib.suppress(OSError):
+                    path.unlink()
                 continue
             try:
                 record = _record_from_journal(path)
@@ -116,6 +127,14 @@ class Journal:
             path.unlink()
             recovered.append(record.run_id)
         return recovered
+
+
+def _stored_ids(store: RecordStore, run_ids: list[str]) -> set[str]:
+    """Which of ``run_ids`` the store has (a store without ``run_ids``: look each up)."""
+    lookup = getattr(store, "run_ids", None)
+    if callable(lookup):
+        return set(lookup(run_ids))
+    return {run_id for run_id in run_ids if store.load(run_id) is not None}
 
 
 def _header(tracker: ExecutionTracker) -> dict[str, Any]:

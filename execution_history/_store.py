@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._record import ExecutionRecord
+from ._capture import record_from_capture
+from ._finaliser import complete_media
+from ._record import ExecutionRecord, SinkOutcome
 
 logger = logging.getLogger("execution_history")
 
@@ -50,6 +52,10 @@ CREATE TABLE IF NOT EXISTS run_stages (
     blocks   INTEGER NOT NULL,
     PRIMARY KEY (run_id, stage)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS captured_runs (
+    run_id  TEXT PRIMARY KEY,
+    payload BLOB NOT NULL
+);
 """
 
 _COLUMNS = (
@@ -251,46 +257,70 @@ class SQLiteRecordStore:
 
     def save(self, record: ExecutionRecord) -> None:
         """Store ``record`` durably (one transaction); replaces an earlier version."""
-        payload = record.model_dump_json()
-        integrity = record.integrity
-        row = (
-            record.run_id,
-            record.config_name,
-            str(record.status),
-            record.safety_level,
-            record.user_id,
-            record.session_id,
-            utc_text(record.started_at),
-            utc_text(record.ended_at) if record.ended_at else None,
-            record.duration_ms,
-            len(record.items),
-            integrity.items_dropped,
-            integrity.fields_truncated,
-            integrity.values_coerced,
-            integrity.tracker_errors,
-            record.taxonomy_version,
-            payload,
-        )
-        stages = [
-            (record.run_id, s.stage, str(s.status), s.items, s.failures, s.blocks)
-            for s in record.stages
-        ]
         with self._transaction() as conn:
+            _write(conn, record)
+            conn.execute("DELETE FROM captured_runs WHERE run_id = ?", (record.run_id,))
+
+    def save_captures(self, captures: Sequence[tuple[str, bytes]]) -> None:
+        """Store runs' captures (run id, ``capture_payload``) durably, 400 per transaction.
+
+        The cheap write a busy server makes: the record is built from the
+        capture when the run is first read (or by ``build_captured``).
+        """
+        # One statement in autocommit, one implicit transaction: every statement releases
+        # and retakes the interpreter lock, which costs a busy server more than the SQL.
+        conn = self._conn()
+        for start in range(0, len(captures), 400):
+            chunk = captures[start : start + 400]
             conn.execute(
-                f"INSERT OR REPLACE INTO runs ({_COLUMNS}, record) VALUES ({','.join('?' * 16)})",
-                row,
+                "INSERT OR REPLACE INTO captured_runs VALUES " + ",".join(["(?, ?)"] * len(chunk)),
+                [value for row in chunk for value in row],
             )
-            conn.execute("DELETE FROM run_stages WHERE run_id = ?", (record.run_id,))
-            conn.executemany("INSERT INTO run_stages VALUES (?, ?, ?, ?, ?, ?)", stages)
+
+    def build_captured(self, limit: int | None = None, run_id: str | None = None) -> int:
+        """Build stored captures into records (all, at most ``limit``, or one run's); returns
+        how many were built.
+
+        A capture that cannot be built is logged and kept, so nothing is lost;
+        it does not hide the runs that can.
+        """
+        sql = "SELECT run_id, payload FROM captured_runs"
+        params: list[Any] = []
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            params.append(run_id)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._conn().execute(sql, params).fetchall()
+        records: list[ExecutionRecord] = []
+        for captured_id, payload in rows:
+            try:
+                records.append(_record_of_capture(payload))
+            except Exception as exc:
+                logger.error("capture of run %s cannot be built: %s", captured_id, exc)
+        if records:
+            with self._transaction() as conn:
+                for record in records:
+                    _write(conn, record)
+                    conn.execute("DELETE FROM captured_runs WHERE run_id = ?", (record.run_id,))
+        return len(records)
+
+    def captured(self) -> int:
+        """Captures stored and not yet built into records."""
+        return int(self._conn().execute("SELECT COUNT(*) FROM captured_runs").fetchone()[0])
 
     def delete(self, run_id: str) -> bool:
         """Remove one run; True when it existed."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
-            return conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
+            captured = conn.execute("DELETE FROM captured_runs WHERE run_id = ?", (run_id,))
+            deleted = conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            return deleted.rowcount + captured.rowcount > 0
 
     def delete_user(self, user_id: str) -> list[str]:
         """Remove every run of one person (erasure); returns their run ids."""
+        self.build_captured()
         with self._transaction() as conn:
             ids = [
                 r[0] for r in conn.execute("SELECT run_id FROM runs WHERE user_id = ?", (user_id,))
@@ -301,6 +331,7 @@ class SQLiteRecordStore:
 
     def delete_older_than(self, moment: datetime, dry_run: bool = False) -> list[str]:
         """Remove runs that started before ``moment`` (retention); returns their ids."""
+        self.build_captured()
         cutoff = utc_text(moment)
         with self._transaction() as conn:
             ids = [
@@ -316,6 +347,7 @@ class SQLiteRecordStore:
 
     def load(self, run_id: str) -> ExecutionRecord | None:
         """The stored record, or None. Records of older taxonomies load as they are."""
+        self.build_captured(run_id=run_id)
         row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -323,6 +355,7 @@ class SQLiteRecordStore:
 
     def load_json(self, run_id: str) -> str | None:
         """The stored record's JSON text as written, or None."""
+        self.build_captured(run_id=run_id)
         row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -333,6 +366,7 @@ class SQLiteRecordStore:
         after: tuple[str, str] | None = None,
     ) -> list[RunRow]:
         """Runs newest first (started_at, then run_id), at most ``limit``, after ``after``."""
+        self.build_captured()
         where, params = filters.where()
         if after is not None:
             where += " AND (runs.started_at, runs.run_id) < (?, ?)"
@@ -356,6 +390,7 @@ class SQLiteRecordStore:
 
     def count(self, filters: RunFilter = RunFilter()) -> int:
         """How many runs match."""
+        self.build_captured()
         where, params = filters.where()
         return int(
             self._conn().execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
@@ -363,6 +398,7 @@ class SQLiteRecordStore:
 
     def stats(self, filters: RunFilter = RunFilter()) -> Stats:
         """Counts by status, config, safety level and day; per-stage totals; integrity totals."""
+        self.build_captured()
         where, params = filters.where()
         conn = self._conn()
         result = Stats(runs=self.count(filters))
@@ -410,6 +446,7 @@ class SQLiteRecordStore:
 
     def run_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored."""
+        self.build_captured()
         conn = self._conn()
         found: set[str] = set()
         for start in range(0, len(ids), 500):
@@ -417,3 +454,44 @@ class SQLiteRecordStore:
             sql = f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
             found.update(row[0] for row in conn.execute(sql, chunk))
         return found
+
+
+def _write(conn: sqlite3.Connection, record: ExecutionRecord) -> None:
+    """Insert or replace ``record``'s row and stage rows (inside the caller's transaction)."""
+    integrity = record.integrity
+    row = (
+        record.run_id,
+        record.config_name,
+        str(record.status),
+        record.safety_level,
+        record.user_id,
+        record.session_id,
+        utc_text(record.started_at),
+        utc_text(record.ended_at) if record.ended_at else None,
+        record.duration_ms,
+        len(record.items),
+        integrity.items_dropped,
+        integrity.fields_truncated,
+        integrity.values_coerced,
+        integrity.tracker_errors,
+        record.taxonomy_version,
+        record.model_dump_json(),
+    )
+    stages = [
+        (record.run_id, s.stage, str(s.status), s.items, s.failures, s.blocks)
+        for s in record.stages
+    ]
+    conn.execute(
+        f"INSERT OR REPLACE INTO runs ({_COLUMNS}, record) VALUES ({','.join('?' * 16)})", row
+    )
+    conn.execute("DELETE FROM run_stages WHERE run_id = ?", (record.run_id,))
+    conn.executemany("INSERT INTO run_stages VALUES (?, ?, ?, ?, ?, ?)", stages)
+
+
+def _record_of_capture(payload: bytes | str) -> ExecutionRecord:
+    """The finished record of a stored capture: built, media measured, the store's outcome."""
+    record, media_dir = record_from_capture(payload)
+    record = complete_media(record, media_dir)
+    sinks = [SinkOutcome(name="store", status="ok", attempts=1)]
+    integrity = record.integrity.model_copy(update={"sinks": sinks})
+    return record.model_copy(update={"integrity": integrity})

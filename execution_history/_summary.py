@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ._record import ExecutionItem, StageSummary
 from ._taxonomy import (
@@ -43,76 +45,145 @@ def derive_status(item_types: Iterable[object], finished: bool) -> RunStatus:
     return RunStatus.SUCCESS
 
 
+#: One item as the stage summary sees it: (stage, item_type, timestamp in µs since
+#: the epoch, stage_iteration, loop_iteration). Records and raw items both map to it.
+StageRow = tuple[int, Any, int, int | None, int | None]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware (or UTC-naive) datetime."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def utc_from_us(us: int) -> datetime:
+    """The UTC datetime ``us`` microseconds after the epoch."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def summarise_stages(
     items: Sequence[ExecutionItem], status: RunStatus, ended_at: datetime | None
 ) -> list[StageSummary]:
-    """Per-stage status, counts and timing for stages 1 to 4.
+    """Per-stage status, counts and timing for stages 1 to 4 of a record's items."""
+    rows = [
+        (i.stage, i.item_type, epoch_us(i.timestamp), i.stage_iteration, i.loop_iteration)
+        for i in items
+    ]
+    figures = summarise_stage_rows(rows, status, epoch_us(ended_at) if ended_at else None)
+    return [StageSummary.model_validate(f, from_attributes=True) for f in figures]
+
+
+def summarise_stage_rows(
+    rows: Sequence[StageRow], status: RunStatus, ended_us: int | None
+) -> list[StageFigures]:
+    """Per-stage status, counts and timing for stages 1 to 4, in one pass over ``rows``.
 
     Time between one item and the next is attributed to the stage of the
     earlier item, so stages that alternate (3 and 4, once per output) add up
     correctly. Failures and blocks are counted in the stage that recorded them.
     """
     finished = status not in (RunStatus.RUNNING,)
-    current_stage = items[-1].stage if items and not finished else None
-    summaries: list[StageSummary] = []
-    for stage in WORKING_STAGES:
-        summaries.append(_summarise_stage(stage, items, finished, current_stage, ended_at))
-    return summaries
-
-
-def _summarise_stage(
-    stage: int,
-    items: Sequence[ExecutionItem],
-    finished: bool,
-    current_stage: int | None,
-    ended_at: datetime | None,
-) -> StageSummary:
-    count = failures = blocks = outputs = 0
-    iterations: set[int] = set()
-    loops: set[int] = set()
-    blocked_loops: set[int | None] = set()
-    started: datetime | None = None
-    last: datetime | None = None
-    spent = 0.0
-    for index, item in enumerate(items):
-        if item.stage != stage:
+    current_stage = rows[-1][0] if rows and not finished else None
+    tallies = {stage: _Tally() for stage in WORKING_STAGES}
+    last_index = len(rows) - 1
+    for index, (stage, item_type, at, iteration, loop) in enumerate(rows):
+        tally = tallies.get(stage)
+        if tally is None:
             continue
-        if item.item_type == ItemType.STAGE_TRANSITION:
-            # A transition opens the stage but is not work done in it.
-            started = started or item.timestamp
-        else:
-            count += 1
-        started = started or item.timestamp
-        following = items[index + 1].timestamp if index + 1 < len(items) else ended_at
-        last = following or item.timestamp
-        if following is not None:
-            spent += max(0.0, (following - item.timestamp).total_seconds() * 1000.0)
-        if item.stage_iteration is not None:
-            iterations.add(item.stage_iteration)
-        if item.loop_iteration is not None:
-            loops.add(item.loop_iteration)
-        if item.item_type in FAILURE_ITEM_TYPES:
-            failures += 1
-        if item.item_type in BLOCK_ITEM_TYPES:
-            blocks += 1
-            blocked_loops.add(item.loop_iteration)
-        if item.item_type in OUTPUT_ITEM_TYPES:
-            outputs += 1
+        if item_type != ItemType.STAGE_TRANSITION:
+            tally.count += 1  # a transition opens the stage but is not work done in it
+        if tally.started is None:
+            tally.started = at
+        following = rows[index + 1][2] if index < last_index else ended_us
+        tally.last = following if following is not None else at
+        if following is not None and following > at:
+            tally.spent_us += following - at
+        if iteration is not None:
+            tally.iterations.add(iteration)
+        if loop is not None:
+            tally.loops.add(loop)
+        if item_type in FAILURE_ITEM_TYPES:
+            tally.failures += 1
+        if item_type in BLOCK_ITEM_TYPES:
+            tally.blocks += 1
+        if item_type in OUTPUT_ITEM_TYPES:
+            tally.outputs += 1
+    return [_figures(stage, tallies[stage], finished, current_stage) for stage in WORKING_STAGES]
+
+
+class _Tally:
+    __slots__ = (
+        "blocks", "count", "failures", "iterations", "last", "loops", "outputs", "spent_us",
+        "started",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.count = self.failures = self.blocks = self.outputs = self.spent_us = 0
+        self.iterations: set[int] = set()
+        self.loops: set[int] = set()
+        self.started: int | None = None
+        self.last: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageFigures:
+    """One stage's summary as plain values: the fields of ``StageSummary``, cheap to make."""
+
+    stage: int
+    name: str
+    status: StageStatus
+    items: int
+    failures: int
+    blocks: int
+    iterations: int
+    loops: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The same JSON object ``StageSummary.model_dump(mode="json")`` gives."""
+        return {
+            "stage": self.stage,
+            "name": self.name,
+            "status": self.status.value,
+            "items": self.items,
+            "failures": self.failures,
+            "blocks": self.blocks,
+            "iterations": self.iterations,
+            "loops": self.loops,
+            "started_at": _json_time(self.started_at),
+            "ended_at": _json_time(self.ended_at),
+            "duration_ms": self.duration_ms,
+        }
+
+
+def _json_time(moment: datetime | None) -> str | None:
+    # pydantic's JSON form of an aware UTC datetime: ISO 8601 with "Z"
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def _figures(stage: int, t: _Tally, finished: bool, current_stage: int | None) -> StageFigures:
+    started = t.started
     status = _stage_status(
-        stage, count, failures, blocks, outputs, len(loops), finished, current_stage
+        stage, t.count, t.failures, t.blocks, t.outputs, len(t.loops), finished, current_stage
     )
-    return StageSummary(
-        stage=stage,
-        name=STAGE_NAMES[stage],
-        status=status,
-        items=count,
-        failures=failures,
-        blocks=blocks,
-        iterations=len(iterations),
-        loops=len(loops),
-        started_at=started,
-        ended_at=last if started else None,
-        duration_ms=round(spent, 3) if started else None,
+    return StageFigures(
+        stage,
+        STAGE_NAMES[stage],
+        status,
+        t.count,
+        t.failures,
+        t.blocks,
+        len(t.iterations),
+        len(t.loops),
+        utc_from_us(started) if started is not None else None,
+        utc_from_us(t.last) if started is not None and t.last is not None else None,
+        round(t.spent_us / 1000.0, 3) if started is not None else None,
     )
 
 

@@ -42,7 +42,7 @@ _R = TypeVar("_R")
 #: Tracker errors are logged at most once per this many seconds per tracker.
 _ERROR_LOG_INTERVAL_S = 10.0
 #: How many tracker error messages the integrity block keeps.
-_KEPT_ERROR_MESSAGES = 5
+KEPT_ERROR_MESSAGES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,7 +524,7 @@ class ExecutionTracker:
                 self._stage = self._error_stage
             self.log(
                 ItemType.PIPELINE_ERROR,
-                _describe(error),
+                describe_error(error),
                 # The type and message say what failed; the traceback (file
                 # paths, code) is for the server's log, not for the record that
                 # a child's link can read.
@@ -536,6 +536,39 @@ class ExecutionTracker:
             self._stage = 5
             self._add(ItemType.PIPELINE_COMPLETE, None, None, None, None, None, None, None, None,
                       None)  # fmt: skip
+
+    def end(self, *, error: BaseException | None = None) -> None:
+        """Close the run and hand it to the finaliser, without building the record here.
+
+        What a worker calls when it is done with a run: idempotent, never
+        raises, never waits. Without a finaliser it is ``finalize(wait=False)``.
+        """
+        self._close(error)
+        try:
+            if self.finaliser is not None:
+                self.finaliser.submit(self)
+            elif not self._done:
+                self.finalize(wait=False)
+        except Exception as exc:
+            self._fault(exc)
+
+    def wait_until_stored(self, timeout_s: float | None = None) -> bool:
+        """End the run if needed and wait until the finaliser is done with it.
+
+        Returns True when the run went through the finaliser (its record or
+        capture is stored, or quarantined) within ``timeout_s`` (default
+        ``limits.finalize_wait_s``). Builds nothing on this thread when there
+        is a finaliser.
+        """
+        self.end()
+        if self.finaliser is None:
+            return self._done
+        timeout = self.limits.finalize_wait_s if timeout_s is None else timeout_s
+        try:
+            return self.finaliser.wait_for(self, timeout)
+        except Exception as exc:
+            self._fault(exc)
+            return False
 
     def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> ExecutionRecord:
         """Close the run, build the frozen record and hand it to the sinks.
@@ -600,8 +633,8 @@ class ExecutionTracker:
         """Count a tracker error and log it at a rate limit; never raises."""
         try:
             self._errors += 1
-            if len(self._error_messages) < _KEPT_ERROR_MESSAGES:
-                self._error_messages.append(_describe(exc))
+            if len(self._error_messages) < KEPT_ERROR_MESSAGES:
+                self._error_messages.append(describe_error(exc))
             now = time.monotonic()
             if now - self._last_error_log >= _ERROR_LOG_INTERVAL_S:
                 self._last_error_log = now
@@ -634,7 +667,7 @@ def _extra(args: tuple[Any, ...], extra: dict[str, Any]) -> Any:
     return (args or None, extra or None) if args or extra else None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     try:
         return f"{type(exc).__qualname__}: {exc}"[:2000]
     except Exception:
@@ -692,6 +725,9 @@ class NullTracker:
 
     def __exit__(self, *exc: object) -> Literal[False]:
         return False
+
+    def end(self, *, error: BaseException | None = None) -> None:
+        return None
 
     def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> None:
         return None

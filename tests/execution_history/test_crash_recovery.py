@@ -101,3 +101,35 @@ def test_journal_keeps_items_whose_metadata_json_cannot_hold(tmp_path: Path) -> 
     assert kept["a"].loop_iteration == 0
     assert "b" in kept and kept["b"].metadata["s"]
     journal.close()
+
+
+def test_recovery_never_overwrites_a_run_the_store_already_has(tmp_path: Path) -> None:
+    """Death after the store had the run, before its journal was removed: the run stays whole."""
+    from execution_history import ExecutionTracker, capture_payload
+
+    store = SQLiteRecordStore(tmp_path / "h.sqlite3")
+    journal = Journal(tmp_path / "journal", interval_s=3600)
+    captured = ExecutionTracker("stillepost")
+    saved = ExecutionTracker("dada")
+    for tracker in (captured, saved):
+        tracker.start()
+        journal.watch(tracker)
+        tracker.log_user_input("Ein Hund spielt im Garten")
+        journal.flush()  # the journal has the run, as a dying process would leave it
+        tracker.end()
+    payload = capture_payload(captured)
+    assert payload is not None
+    store.save_captures([(captured.run_id, payload)])
+    store.save(saved.finalize())
+    journal.close()  # the files stay: nobody called forget()
+
+    restarted = Journal(tmp_path / "journal", interval_s=3600)
+    try:
+        assert restarted.recover(store) == []
+    finally:
+        restarted.close()
+    assert list((tmp_path / "journal").glob("*.jsonl")) == []
+    for run_id in (captured.run_id, saved.run_id):
+        record = store.load(run_id)
+        assert record is not None and record.status == RunStatus.SUCCESS
+        assert not record.integrity.recovered

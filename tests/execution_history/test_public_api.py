@@ -20,6 +20,9 @@ EXPECTED = {
     # the progress model (issue 6)
     "IterationProgress", "OutputProgress", "RunProgress", "build_progress", "live_item",
     "progress_of_record",
+    # captures and the summary read from raw items (issue 4's throughput)
+    "OutputMedia", "RunSummary", "StageFigures", "capture_payload", "record_from_capture",
+    "summarise_run",
 }  # fmt: skip
 
 

@@ -73,7 +73,8 @@ def capture_payload(tracker: ExecutionTracker) -> bytes | None:
             "media_dir": str(tracker.media_dir) if tracker.media_dir is not None else None,
             "items": tracker.items,
         }
-        return json.dumps(header, default=_plain).encode("ascii")
+        # No circular check: a cycle ends in RecursionError, which sends the run the careful way.
+        return json.dumps(header, default=_plain, check_circular=False).encode("ascii")
     except (TypeError, ValueError, RecursionError, AttributeError):
         return None
 

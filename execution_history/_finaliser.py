@@ -100,7 +100,6 @@ class Finaliser:
         self._pending: collections.deque[ExecutionTracker] = collections.deque()
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._finished = threading.Condition()
         self._sink_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=4, thread_name_prefix="execution-history-sink"
         )
@@ -190,14 +189,9 @@ class Finaliser:
                 self._unbuilt_captures = True
                 for tracker in captured:
                     tracker._set_record(None)
-                    self._release(tracker, notify=False)
-                self._notify()  # once per batch: every waiter checks its own run
+                    self._release(tracker)
         for tracker in careful:
             self._finalise(tracker)
-
-    def _notify(self) -> None:
-        with self._finished:
-            self._finished.notify_all()
 
     def _build_some_captures(self) -> None:
         """Idle: build a few stored captures into records, so reads find them built."""
@@ -224,10 +218,8 @@ class Finaliser:
         finally:
             self._release(tracker)
 
-    def _release(self, tracker: ExecutionTracker, notify: bool = True) -> None:
-        """The run's record is safe: wake its waiters, leave the registry and the journal."""
-        if notify:
-            self._notify()
+    def _release(self, tracker: ExecutionTracker) -> None:
+        """The run's record is safe: it leaves the live registry and the journal."""
         if self.registry is not None:
             self.registry.discard(tracker.run_id)
         if self.journal is not None:
@@ -258,14 +250,12 @@ class Finaliser:
         """Block until ``tracker``'s record went through the sinks; False on timeout.
 
         Wakes the writer at once: whoever waits pays for the wake-up, not the
-        pipeline that handed the run over. With a capture store it does not:
-        the writer's next poll stores every waiting run in one transaction,
-        which costs far less than a commit per run.
+        pipeline that handed the run over (measured: waiting for the next poll
+        instead, to commit more runs at once, costs more throughput in latency
+        than it saves in commits).
         """
-        if self.capture_store is None:
-            self._wake.set()
-        with self._finished:
-            return self._finished.wait_for(lambda: tracker.done, timeout)
+        self._wake.set()
+        return tracker._wait_done(timeout)
 
     # --------------------------------------------------------------- shutdown
 

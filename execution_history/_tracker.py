@@ -165,6 +165,7 @@ class ExecutionTracker:
         "_append",
         "_closed",
         "_done",
+        "_done_event",
         "_error_messages",
         "_error_stage",
         "_errors",
@@ -243,6 +244,7 @@ class ExecutionTracker:
         self._record: ExecutionRecord | None = None
         self._lock = threading.Lock()
         self._done = False
+        self._done_event: threading.Event | None = None
         self.started_ns = _time_ns()
         self.ended_ns: int | None = None
         self.status = RunStatus.RUNNING
@@ -610,11 +612,30 @@ class ExecutionTracker:
             return record
 
     def _set_record(self, record: ExecutionRecord | None) -> None:
-        """Replace the cached record (the finaliser adds sink outcomes) and mark it done."""
+        """Replace the cached record (the finaliser adds sink outcomes), mark it done and
+        wake whoever waits for it."""
         with self._lock:
             if record is not None:
                 self._record = record
             self._done = True
+            event = self._done_event
+        if event is not None:
+            event.set()
+
+    def _wait_done(self, timeout: float) -> bool:
+        """Block until the finaliser marked this run done; False on timeout.
+
+        The event is made only when someone waits (most runs are never waited
+        for), under the lock ``_set_record`` takes, so a run marked done in
+        between is seen by the check that follows.
+        """
+        with self._lock:
+            if self._done:
+                return True
+            if self._done_event is None:
+                self._done_event = threading.Event()
+            event = self._done_event
+        return event.wait(timeout)
 
     @property
     def done(self) -> bool:

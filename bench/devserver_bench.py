@@ -1,12 +1,14 @@
 """Devserver end to end: ``POST /api/runs?wait=true`` throughput and latency, tracker on vs no-op.
 
-Two apps run side by side, each under waitress in its own child process on
-127.0.0.1 (so the clients here do not share their interpreter lock): one
-records every run (tracker, finaliser, journal, SQLite store), the other has
-the no-op ``NullTracker`` chosen at configuration time. Client
-threads post ``?wait=true`` runs of the ``local`` backend over keep-alive
-connections. Rounds alternate which app goes first so drift (CPU frequency,
-page cache) hits both alike; the figures are medians over rounds.
+Three apps run side by side, each under waitress in its own child process on
+127.0.0.1 (so the clients here do not share their interpreter lock): one with
+the no-op ``NullTracker`` chosen at configuration time, and two that record
+every run (tracker, finaliser, journal, SQLite store): the default, which
+stores each run's capture and builds the record later, and one that builds
+and stores the whole record at once (``DEVSERVER_BUILD_ON_READ=false``).
+Client threads post ``?wait=true`` runs of the ``local`` backend over
+keep-alive connections. Rounds rotate which app goes first so drift (CPU
+frequency, page cache) hits all alike; the figures are medians over rounds.
 """
 
 from __future__ import annotations
@@ -31,35 +33,46 @@ from devserver._serve import make_server, run_until_stopped, server_url
 from execution_history import SQLiteRecordStore
 
 CONFIG = os.environ.get("BENCH_DEVSERVER_CONFIG", "stillepost")
-ROUNDS = int(os.environ.get("BENCH_DEVSERVER_ROUNDS", "8"))
+ROUNDS = int(os.environ.get("BENCH_DEVSERVER_ROUNDS", "16"))
 REQUESTS = int(os.environ.get("BENCH_DEVSERVER_REQUESTS", "60"))
 CLIENTS = int(os.environ.get("BENCH_DEVSERVER_CLIENTS", "8"))
 
 NOTES = f"""\
 `POST /api/runs?wait=true` of the `{CONFIG}` config on the `local` backend (8 glossary
 translations, one 512×512 procedural image), {CLIENTS} client threads with keep-alive
-connections, {REQUESTS} requests per round, {ROUNDS} rounds alternating tracker on / no-op
-tracker; medians over rounds. "Tracked" includes everything the tracker costs the
-request: the in-memory items, building the record, and waiting until the SQLite store has
-it (the response is sent after the record is durable). Target: tracking costs at most 2 %
-of throughput.
+connections, {REQUESTS} requests per round, {ROUNDS} rounds rotating over three servers:
+the no-op tracker, the tracker as shipped (capture now, build the record later) and the
+tracker building each record at once (`DEVSERVER_BUILD_ON_READ=false`); medians over
+rounds. "Tracker on" includes everything the tracker costs the request: the in-memory
+items, the run's capture (its raw items as JSON) committed to SQLite with
+`synchronous=FULL` before the response is sent, and the summary in the response. The
+record itself is built from the capture when the run is first read, or when the server
+is idle; that deferred cost is measured at the end (the bench process builds every
+capture) and reported on its own line. Target: tracking costs at most 2 % of throughput.
 """
 
 Row = tuple[str, Any, str]
 
 
+#: The servers compared: the no-op tracker, and the tracker with each way of storing.
+VARIANTS = {
+    "null": {"TRACKING": False},
+    "capture": {"TRACKING": True, "BUILD_ON_READ": True},
+    "build": {"TRACKING": True, "BUILD_ON_READ": False},
+}
+
+
 class _Served:
     """An app under waitress in a child process (its own interpreter and GIL)."""
 
-    def __init__(self, data_dir: Path, tracking: bool) -> None:
+    def __init__(self, data_dir: Path, variant: str) -> None:
         self.data_dir = data_dir
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.devserver_bench", "--serve", str(data_dir),
-             "on" if tracking else "off"],
+            [sys.executable, "-m", "bench.devserver_bench", "--serve", str(data_dir), variant],
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).resolve().parents[1],
-        )  # fmt: skip
+        )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http://"):
@@ -69,17 +82,25 @@ class _Served:
         self.process.send_signal(signal.SIGTERM)
         self.process.communicate(timeout=120)
 
-    def stored(self) -> int:
+    def build_and_count(self) -> tuple[int, int, float]:
+        """(captures built here, records stored, CPU ms per capture built) after the rounds."""
         store = SQLiteRecordStore(self.data_dir / "history.sqlite3")
         try:
-            return store.count()
+            began = time.thread_time()
+            built = store.build_captured()
+            cpu_ms = (time.thread_time() - began) * 1000 / max(built, 1)
+            return built, store.count(), cpu_ms
         finally:
             store.close()
 
 
-def _serve_child(data_dir: str, tracking: bool) -> None:
+def _serve_child(data_dir: str, variant: str) -> None:
     """Child process: serve one app until SIGTERM; print its URL first."""
-    app = create_app({"DATA_DIR": data_dir, "TRACKING": tracking, "QUEUE_SIZE": 64})
+    # The writer builds captured runs into records when idle; here it must not, or
+    # it would do so while another server is measured. The bench builds them at
+    # the end instead and reports that cost on its own line.
+    config = {"DATA_DIR": data_dir, "QUEUE_SIZE": 64, "IDLE_BUILD_S": 1e9, **VARIANTS[variant]}
+    app = create_app(config)
     server = make_server(app, "127.0.0.1", 0)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -134,41 +155,50 @@ def _pct(values: list[float], q: float) -> float:
 
 def run(report: Callable[[str, Any, str], None] | None = None) -> list[Row]:
     """Measure and return rows of (label, value, unit); also hands each to ``report``."""
+    names = list(VARIANTS)
+    rps: dict[str, list[float]] = {name: [] for name in names}
+    latency: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="devserver-bench-") as tmp:
-        tracked = _Served(Path(tmp) / "tracked", tracking=True)
-        untracked = _Served(Path(tmp) / "null", tracking=False)
+        served = {name: _Served(Path(tmp) / name, name) for name in names}
         try:
-            posts = {"tracked": _client(tracked.url), "null": _client(untracked.url)}
-            pids = {"tracked": tracked.process.pid, "null": untracked.process.pid}
-            rps: dict[str, list[float]] = {"tracked": [], "null": []}
-            latency: dict[str, list[float]] = {"tracked": [], "null": []}
-            cpu: dict[str, list[float]] = {"tracked": [], "null": []}
+            posts = {name: _client(served[name].url) for name in names}
+            pids = {name: served[name].process.pid for name in names}
             with ThreadPoolExecutor(CLIENTS) as pool:
-                for name in posts:  # warm up both (imports, caches, connections)
+                for name in names:  # warm up all (imports, caches, connections)
                     _round(pool, posts[name], pids[name])
                 for r in range(ROUNDS):
-                    order = ["tracked", "null"] if r % 2 == 0 else ["null", "tracked"]
-                    for name in order:
+                    # rotate the order, so drift (CPU frequency, page cache) hits all alike
+                    for name in names[r % len(names) :] + names[: r % len(names)]:
                         per_s, latencies, cpu_ms = _round(pool, posts[name], pids[name])
                         rps[name].append(per_s)
                         latency[name].extend(latencies)
                         cpu[name].append(cpu_ms)
         finally:
-            tracked.close()
-            untracked.close()
-        stored = tracked.stored()
-    on, off = statistics.median(rps["tracked"]), statistics.median(rps["null"])
-    rows: list[Row] = [
-        ("throughput, tracker on", round(on, 1), "runs/s"),
-        ("throughput, no-op tracker", round(off, 1), "runs/s"),
-        ("tracking cost in throughput", round((off - on) / off * 100, 2), "%"),
-        ("latency p50, tracker on", round(_pct(latency["tracked"], 0.5) * 1000, 1), "ms"),
-        ("latency p50, no-op tracker", round(_pct(latency["null"], 0.5) * 1000, 1), "ms"),
-        ("latency p95, tracker on", round(_pct(latency["tracked"], 0.95) * 1000, 1), "ms"),
-        ("latency p95, no-op tracker", round(_pct(latency["null"], 0.95) * 1000, 1), "ms"),
-        ("server CPU per run, tracker on", round(statistics.median(cpu["tracked"]), 2), "ms"),
-        ("server CPU per run, no-op tracker", round(statistics.median(cpu["null"]), 2), "ms"),
+            for server in served.values():
+                server.close()
+        built, stored, build_ms = served["capture"].build_and_count()
+    off = statistics.median(rps["null"])
+    label = {"null": "no-op tracker", "capture": "tracker on", "build": "tracker, build at once"}
+    rows: list[Row] = []
+    for name in names:
+        rows.append(
+            (f"throughput, {label[name]}", round(statistics.median(rps[name]), 1), "runs/s")
+        )
+    for name in ("capture", "build"):
+        cost = (off - statistics.median(rps[name])) / off * 100
+        rows.append((f"tracking cost, {label[name]}", round(cost, 2), "%"))
+    for q in (0.5, 0.95):
+        for name in names:
+            value = round(_pct(latency[name], q) * 1000, 1)
+            rows.append((f"latency p{int(q * 100)}, {label[name]}", value, "ms"))
+    for name in names:
+        value = round(statistics.median(cpu[name]), 2)
+        rows.append((f"server CPU per run, {label[name]}", value, "ms"))
+    rows += [
         ("records stored (tracker on)", stored, "runs"),
+        ("built from captures at the end", built, "runs"),
+        ("deferred build, CPU per run", round(build_ms, 2), "ms"),
     ]
     if report is not None:
         for row in rows:
@@ -178,7 +208,7 @@ def run(report: Callable[[str, Any, str], None] | None = None) -> list[Row]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
-        _serve_child(sys.argv[2], sys.argv[3] == "on")
+        _serve_child(sys.argv[2], sys.argv[3])
         sys.exit(0)
     for label, value, unit in run():
-        print(f"{label:32} {value:>10} {unit}")
+        print(f"{label:40} {value:>10} {unit}")

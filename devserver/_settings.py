@@ -34,6 +34,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "WAIT_TIMEOUT_S": ("DEVSERVER_WAIT_TIMEOUT_S", 120.0),
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
     "BUILD_ON_READ": ("DEVSERVER_BUILD_ON_READ", True),
+    "IDLE_BUILD_S": ("DEVSERVER_IDLE_BUILD_S", 1.0),
 }
 
 RESEARCH_TOKEN_FILE = "research_token"
@@ -64,6 +65,8 @@ class Settings:
     #: Store each run's capture at once and build its record when first read
     #: (or when idle); False builds every record before storing it.
     build_on_read: bool
+    #: With ``build_on_read``: seconds without new runs before the writer builds captures.
+    idle_build_s: float
     research_token: str
     research_token_file: Path | None
     pseudonym_key: str
@@ -196,6 +199,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         wait_timeout_s=_number(config, "WAIT_TIMEOUT_S", float, 0.0),
         shutdown_timeout_s=_number(config, "SHUTDOWN_TIMEOUT_S", float, 0.0),
         build_on_read=_flag(config, "BUILD_ON_READ"),
+        idle_build_s=_number(config, "IDLE_BUILD_S", float, 0.0),
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),

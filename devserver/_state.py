@@ -109,6 +109,7 @@ def init_app(app: Flask) -> DevServer:
         journal=journal.journal,
         registry=registry,
         capture_store=store if settings.build_on_read else None,
+        idle_build_s=settings.idle_build_s,
     )
     pipeline = Pipeline(backend=backend, stage1=Stage1Filter(), age=AgeFilter())
     runs = RunService(

@@ -203,7 +203,7 @@ def _error_text(record: ExecutionRecord | None) -> str:
 
 @click.command("status")
 def status() -> None:
-    """A read-only overview of the stored runs, runs in flight, failures and integrity."""
+    """An overview of the stored runs, runs in flight, failures and integrity (changes no data)."""
     with open_data_dir() as data:
         store = data.store
         stats = store.stats()

@@ -306,6 +306,14 @@ class SQLiteRecordStore:
                     conn.execute("DELETE FROM captured_runs WHERE run_id = ?", (record.run_id,))
         return len(records)
 
+    def _build_before_read(self, run_id: str | None = None) -> None:
+        """Build waiting captures so a read sees them; a store it cannot write (read-only
+        file, a lock held too long) is read as it is, with a warning."""
+        try:
+            self.build_captured(run_id=run_id)
+        except sqlite3.Error as exc:
+            logger.warning("captured runs not built before reading (%s); reading without", exc)
+
     def captured(self) -> int:
         """Captures stored and not yet built into records."""
         return int(self._conn().execute("SELECT COUNT(*) FROM captured_runs").fetchone()[0])
@@ -320,7 +328,7 @@ class SQLiteRecordStore:
 
     def delete_user(self, user_id: str) -> list[str]:
         """Remove every run of one person (erasure); returns their run ids."""
-        self.build_captured()
+        self.build_captured()  # raises when it cannot: erasure must reach every run
         with self._transaction() as conn:
             ids = [
                 r[0] for r in conn.execute("SELECT run_id FROM runs WHERE user_id = ?", (user_id,))
@@ -347,7 +355,7 @@ class SQLiteRecordStore:
 
     def load(self, run_id: str) -> ExecutionRecord | None:
         """The stored record, or None. Records of older taxonomies load as they are."""
-        self.build_captured(run_id=run_id)
+        self._build_before_read(run_id)
         row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -355,7 +363,7 @@ class SQLiteRecordStore:
 
     def load_json(self, run_id: str) -> str | None:
         """The stored record's JSON text as written, or None."""
-        self.build_captured(run_id=run_id)
+        self._build_before_read(run_id)
         row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -366,7 +374,7 @@ class SQLiteRecordStore:
         after: tuple[str, str] | None = None,
     ) -> list[RunRow]:
         """Runs newest first (started_at, then run_id), at most ``limit``, after ``after``."""
-        self.build_captured()
+        self._build_before_read()
         where, params = filters.where()
         if after is not None:
             where += " AND (runs.started_at, runs.run_id) < (?, ?)"
@@ -390,7 +398,7 @@ class SQLiteRecordStore:
 
     def count(self, filters: RunFilter = RunFilter()) -> int:
         """How many runs match."""
-        self.build_captured()
+        self._build_before_read()
         where, params = filters.where()
         return int(
             self._conn().execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
@@ -398,7 +406,7 @@ class SQLiteRecordStore:
 
     def stats(self, filters: RunFilter = RunFilter()) -> Stats:
         """Counts by status, config, safety level and day; per-stage totals; integrity totals."""
-        self.build_captured()
+        self._build_before_read()
         where, params = filters.where()
         conn = self._conn()
         result = Stats(runs=self.count(filters))
@@ -446,7 +454,7 @@ class SQLiteRecordStore:
 
     def run_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored."""
-        self.build_captured()
+        self._build_before_read()
         conn = self._conn()
         found: set[str] = set()
         for start in range(0, len(ids), 500):

@@ -300,3 +300,20 @@ def test_media_ref_objects_are_captured(tmp_path: Path) -> None:
     assert payload is not None
     built, _ = record_from_capture(payload)
     assert _comparable(built) == _comparable(build_record(tracker))
+
+
+def test_a_store_that_cannot_build_is_still_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "h.sqlite3"
+    writer = SQLiteRecordStore(path)
+    built, _ = _captured_run(tmp_path / "a")
+    writer.save(build_record(built))
+    waiting, waiting_payload = _captured_run(tmp_path / "b")
+    writer.save_captures([(waiting.run_id, waiting_payload)])
+    writer.close()
+    reader = SQLiteRecordStore(path, pragmas={"query_only": 1})
+    assert [row.run_id for row in reader.list_runs()] == [built.run_id]
+    assert "not built before reading" in caplog.text
+    with pytest.raises(sqlite3.Error):
+        reader.delete_user("u-1")  # erasure never pretends: it must reach every run

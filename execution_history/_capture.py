@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._build import build_record
 from ._items import RawItem
@@ -47,6 +47,20 @@ def _plain(value: object) -> object:
     raise _NotPlainJson(type(value).__qualname__)
 
 
+def run_header(tracker: ExecutionTracker) -> dict[str, Any]:
+    """What a run is, known from its start: the header of its journal and of its capture."""
+    return {
+        "run_id": tracker.run_id,
+        "config_name": tracker.config_name,
+        "safety_level": tracker.safety_level,
+        "user_id": tracker.user_id,
+        "session_id": tracker.session_id,
+        "started_ns": tracker.started_ns,
+        "software_version": tracker.software_version,
+        "model_versions": tracker.model_versions,
+    }
+
+
 def capture_payload(tracker: ExecutionTracker) -> bytes | None:
     """The capture of a closed run as UTF-8 JSON, or None when a value has no exact JSON form.
 
@@ -57,16 +71,9 @@ def capture_payload(tracker: ExecutionTracker) -> bytes | None:
         counters = tracker.counters
         header = {
             "capture": CAPTURE_FORMAT,
-            "run_id": tracker.run_id,
-            "config_name": tracker.config_name,
-            "safety_level": tracker.safety_level,
-            "user_id": tracker.user_id,
-            "session_id": tracker.session_id,
-            "started_ns": tracker.started_ns,
+            **run_header(tracker),
             "ended_ns": tracker.ended_ns,
             "status": str(tracker.status),
-            "software_version": tracker.software_version,
-            "model_versions": tracker.model_versions,
             "counters": counters,
             "error_messages": tracker.error_messages,
             "max_text_chars": tracker.limits.max_text_chars,

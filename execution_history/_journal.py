@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._build import item_dict, utc_from_ns
+from ._capture import run_header
 from ._coerce import CoercionStats
 from ._ids import is_run_id
 from ._items import RawItem
@@ -138,17 +139,7 @@ def _stored_ids(store: RecordStore, run_ids: list[str]) -> set[str]:
 
 
 def _header(tracker: ExecutionTracker) -> dict[str, Any]:
-    return {
-        "journal": 1,
-        "run_id": tracker.run_id,
-        "config_name": tracker.config_name,
-        "safety_level": tracker.safety_level,
-        "user_id": tracker.user_id,
-        "session_id": tracker.session_id,
-        "started_ns": tracker.started_ns,
-        "software_version": tracker.software_version,
-        "model_versions": tracker.model_versions,
-    }
+    return {"journal": 1, **run_header(tracker)}
 
 
 def _raw_line(raw: RawItem, max_chars: int) -> str:

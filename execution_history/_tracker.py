@@ -577,7 +577,10 @@ class ExecutionTracker:
 
         Idempotent and never raises. With a finaliser, the sinks run on its
         background thread; ``wait=True`` waits (up to ``limits.finalize_wait_s``)
-        until they are done so the record returned carries their outcomes.
+        until they are done so the record returned carries their outcomes. A
+        finaliser with a capture store stores the run's capture instead: the
+        record returned is then built here from the tracker, and the stored one
+        (built when first read) adds media checksums and the store's outcome.
 
         Args:
             wait: wait for the sinks before returning.

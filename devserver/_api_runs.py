@@ -44,27 +44,11 @@ def _links(run_id: str) -> dict[str, str]:
 
 
 def _summary(summary: RunSummary) -> dict[str, Any]:
-    return {
-        "config": summary.config_name,
-        "safety_level": summary.safety_level,
-        "status": str(summary.status),
-        "started_at": summary.started_at.isoformat(),
-        "ended_at": summary.ended_at.isoformat() if summary.ended_at else None,
-        "duration_ms": summary.duration_ms,
-        "items": summary.items,
-        "stages": [stage.to_json() for stage in summary.stages],
-        "interception_final": summary.interception_final,
-        "outputs": [
-            {
-                "loop_iteration": media.loop_iteration,
-                "item_type": media.item_type,
-                "mime_type": media.mime_type,
-                "url": url_for("runs.get_media", run_id=summary.run_id, name=media.path),
-            }
-            for media in summary.outputs
-            if "/" not in media.path
-        ],
-    }
+    def media_url(path: str) -> str | None:
+        # a path with a folder cannot be served by the media route
+        return None if "/" in path else url_for("runs.get_media", run_id=summary.run_id, name=path)
+
+    return summary.to_json(media_url)
 
 
 @bp.post("")

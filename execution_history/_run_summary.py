@@ -9,6 +9,7 @@ built later: same status, same stage summaries, same final text and media.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._build import clean_content, int_field, media_fields, opt_int, str_field, utc_from_ns
 from ._coerce import CoercionStats
 from ._items import RawItem
-from ._summary import StageFigures, StageRow, derive_status, summarise_stage_rows
+from ._summary import StageFigures, StageRow, derive_status, json_time, summarise_stage_rows
 from ._taxonomy import ItemType, RunStatus
 
 if TYPE_CHECKING:
@@ -48,6 +49,37 @@ class RunSummary:
     stages: list[StageFigures]
     interception_final: str | None
     outputs: list[OutputMedia]
+
+    def to_json(self, media_url: Callable[[str], str | None]) -> dict[str, Any]:
+        """The summary as a JSON object, times and stages as the record writes them.
+
+        ``media_url`` makes the address of a media file from its path in the
+        run's folder; an output it gives None for is left out.
+        """
+        outputs = []
+        for media in self.outputs:
+            url = media_url(media.path)
+            if url is not None:
+                outputs.append(
+                    {
+                        "loop_iteration": media.loop_iteration,
+                        "item_type": media.item_type,
+                        "mime_type": media.mime_type,
+                        "url": url,
+                    }
+                )
+        return {
+            "config": self.config_name,
+            "safety_level": self.safety_level,
+            "status": self.status.value,
+            "started_at": json_time(self.started_at),
+            "ended_at": json_time(self.ended_at),
+            "duration_ms": self.duration_ms,
+            "items": self.items,
+            "stages": [stage.to_json() for stage in self.stages],
+            "interception_final": self.interception_final,
+            "outputs": outputs,
+        }
 
 
 def summarise_run(tracker: ExecutionTracker) -> RunSummary:

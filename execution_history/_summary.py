@@ -156,14 +156,14 @@ class StageFigures:
             "blocks": self.blocks,
             "iterations": self.iterations,
             "loops": self.loops,
-            "started_at": _json_time(self.started_at),
-            "ended_at": _json_time(self.ended_at),
+            "started_at": json_time(self.started_at),
+            "ended_at": json_time(self.ended_at),
             "duration_ms": self.duration_ms,
         }
 
 
-def _json_time(moment: datetime | None) -> str | None:
-    # pydantic's JSON form of an aware UTC datetime: ISO 8601 with "Z"
+def json_time(moment: datetime | None) -> str | None:
+    """A UTC datetime as the record's JSON writes it (ISO 8601 ending in "Z"), or None."""
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 

@@ -48,6 +48,8 @@ def test_wait_answers_once_the_run_is_stored_and_its_summary_matches_the_record(
         assert summary["stages"] == record["stages"]
         assert summary["items"] == len(record["items"])
         assert summary["duration_ms"] == record["duration_ms"]
+        assert summary["started_at"] == record["started_at"]
+        assert summary["ended_at"] == record["ended_at"]
         media = [i["media"]["path"] for i in record["items"] if i["media"]]
         assert [o["url"].rsplit("/", 1)[1] for o in summary["outputs"]] == media
         assert all(i["media"]["sha256"] for i in record["items"] if i["media"])

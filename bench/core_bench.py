@@ -20,6 +20,7 @@ from execution_history import (
     Limits,
     NullTracker,
     SQLiteRecordStore,
+    capture_payload,
 )
 from tests.records import STILLE_POST_LANGUAGES, STILLE_POST_TEXTS, log_stille_post
 
@@ -322,6 +323,27 @@ def _finalise_and_store_ms(items: int, repeats: int) -> tuple[float, float, int]
     return statistics.median(build), statistics.median(save), size
 
 
+def _capture_and_store_ms(items: int, repeats: int) -> tuple[float, float, float]:
+    """Medians of: the capture (raw items as JSON), its durable write, its later build."""
+    capture, save, build = [], [], []
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteRecordStore(Path(folder) / "h.sqlite3")
+        for _ in range(repeats):
+            tracker = _closed_tracker(items)
+            began = time.perf_counter()
+            payload = capture_payload(tracker)
+            capture.append((time.perf_counter() - began) * 1000)
+            assert payload is not None
+            began = time.perf_counter()
+            store.save_captures([(tracker.run_id, payload)])
+            save.append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            store.build_captured(run_id=tracker.run_id)
+            build.append((time.perf_counter() - began) * 1000)
+        store.close()
+    return statistics.median(capture), statistics.median(save), statistics.median(build)
+
+
 def _bytes_per_item() -> tuple[float, float]:
     tracker = ExecutionTracker("bench", limits=UNLIMITED).start()
     count = 10_000
@@ -398,6 +420,11 @@ def run() -> list[dict[str, Any]]:
             f"≤ {target:g} ms",
             save <= target,
         )
+    for items, repeats in ((30, 200), (1000, 30)):
+        capture, save, build = _capture_and_store_ms(items, repeats)
+        row(f"capture (raw items as JSON), {items} items, median", capture, "ms")
+        row(f"durable capture write (synchronous=FULL), {items} items, median", save, "ms")
+        row(f"record built later from the capture and stored, {items} items, median", build, "ms")
     shared, own = _bytes_per_item()
     row("memory per item (metadata dict shared)", shared, "bytes")
     row("memory per item (own 5-key metadata dict)", own, "bytes")

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$", description="ISO 639-1 code")]
+#: A text in other languages, by ISO 639-1 code; the UI shows the one of its language.
+Translations = dict[LanguageCode, Annotated[str, Field(min_length=1, max_length=500)]]
 OutputName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 #: The text sent to an output's generator; ``{text}`` is replaced by the interception's result.
 PromptTemplate = Annotated[str, Field(pattern=r"\{text\}", max_length=500)]
@@ -66,12 +68,14 @@ class Dada(BaseModel):
 class ImageOutput(BaseModel):
     """An image of ``width`` × ``height`` pixels made in ``steps`` steps.
 
-    ``prompt`` (default ``{text}``) is what stage 3 checks and stage 4 draws.
+    ``prompt`` (default ``{text}``) is what stage 3 checks and stage 4 draws;
+    ``labels`` name the output in the UI's languages (``name`` is the id).
     """
 
     model_config = _STRICT
     kind: Literal["image"]
     name: OutputName
+    labels: Translations = Field(default_factory=dict)
     prompt: PromptTemplate = "{text}"
     width: int = Field(ge=16, le=2048)
     height: int = Field(ge=16, le=2048)
@@ -81,12 +85,14 @@ class ImageOutput(BaseModel):
 class AudioOutput(BaseModel):
     """A piece of audio of ``duration_s`` seconds at ``sample_rate`` samples per second.
 
-    ``prompt`` (default ``{text}``) is what stage 3 checks and stage 4 plays.
+    ``prompt`` (default ``{text}``) is what stage 3 checks and stage 4 plays;
+    ``labels`` name the output in the UI's languages (``name`` is the id).
     """
 
     model_config = _STRICT
     kind: Literal["audio"]
     name: OutputName
+    labels: Translations = Field(default_factory=dict)
     prompt: PromptTemplate = "{text}"
     duration_s: float = Field(gt=0, le=30)
     sample_rate: int = Field(ge=8000, le=48000)
@@ -102,6 +108,7 @@ class PipelineConfig(BaseModel):
     Attributes:
         name: the config's name; equal to its file name without ``.json``.
         description: one or two sentences for the UI.
+        descriptions: the description in other languages (``{"de": "…"}``).
         translate_to: the language of the stage-1 translation that is checked
             together with the original text.
         interception: the stage-2 transformation.
@@ -112,6 +119,7 @@ class PipelineConfig(BaseModel):
     model_config = _STRICT
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     description: str = Field(min_length=1, max_length=500)
+    descriptions: Translations = Field(default_factory=dict)
     translate_to: LanguageCode
     interception: Interception
     outputs: list[Output] = Field(min_length=1, max_length=8)
@@ -128,6 +136,7 @@ class PipelineConfig(BaseModel):
         return {
             "name": self.name,
             "description": self.description,
+            "descriptions": dict(self.descriptions),
             "stages": [1, 2, 3, 4],
             "interception": self.interception.model_dump(),
             "iterations": self.interception.iterations,

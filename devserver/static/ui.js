@@ -31,8 +31,17 @@
       if (value && typeof value === "object" && typeof value.key === "string") {
         return t(value.key, value.args);
       }
+      if (value && typeof value === "object" && typeof value.text === "string") {
+        return localized(value.texts, value.text); // a text the server gave in several languages
+      }
       return String(value);
     });
+  }
+
+  // A text from the server in the UI's language when it has one, else its default text.
+  function localized(texts, fallback) {
+    const own = texts && typeof texts === "object" ? texts[lang] : undefined;
+    return typeof own === "string" && own ? own : String(fallback || "");
   }
 
   // Sets an element's text (or one attribute) from a text key, and remembers key and
@@ -68,6 +77,7 @@
     }
     try { localStorage.setItem("journey-lang", lang); } catch (e) { /* private mode */ }
     relabel();
+    showConfigDescription();
     showConfigDescription();
   }
 
@@ -130,7 +140,7 @@
 
   function showConfigDescription() {
     const config = configs.find((c) => c.name === $("config").value);
-    $("config-description").textContent = config ? String(config.description || "") : "";
+    $("config-description").textContent = config ? localized(config.descriptions, config.description) : "";
   }
 
   function formError(key, args) {
@@ -321,7 +331,19 @@
   function titleCard(node, item) {
     const loop = item.loop_iteration === null ? "?" : item.loop_iteration;
     const name = meta(item).output;
-    label(node.querySelector(".card-title"), "output", { n: loop, name: name ? String(name) : "" });
+    const shown = name ? { text: String(name), texts: outputLabels(String(name)) } : "";
+    label(node.querySelector(".card-title"), "output", { n: loop, name: shown });
+  }
+
+  // The labels of an output named ``name`` (the config of the run shown first, since
+  // names are unique only within a config).
+  function outputLabels(name) {
+    const own = run && run.config ? configs.filter((c) => c.name === run.config) : [];
+    for (const config of own.concat(configs)) {
+      const output = (config.outputs || []).find((o) => o.name === name);
+      if (output && output.labels) return output.labels;
+    }
+    return {};
   }
 
   function levelName(level) {
@@ -369,7 +391,9 @@
   }
 
   const HANDLERS = {
-    pipeline_start() {},
+    pipeline_start(item) {
+      if (run && typeof item.config === "string") run.config = item.config; // for output labels
+    },
     stage_transition(item) {
       const from = Number(meta(item).from_stage);
       const to = Number(meta(item).to_stage);

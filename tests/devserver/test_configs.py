@@ -82,6 +82,23 @@ def test_good_file_loads(tmp_path: Path) -> None:
         ),
         ({"colour": "blue"}, "colour"),
         ({"name": "other"}, "name"),
+        ({"descriptions": {"deutsch": "Ein Test."}}, "descriptions.deutsch.[key]"),
+        ({"descriptions": {"de": ""}}, "descriptions.de"),
+        (
+            {
+                "outputs": [
+                    {
+                        "kind": "image",
+                        "name": "p",
+                        "labels": {"de": "x" * 501},
+                        "width": 64,
+                        "height": 64,
+                        "steps": 3,
+                    }
+                ]
+            },
+            "outputs.0.image.labels.de",
+        ),
     ],
 )
 def test_bad_file_names_the_file_and_the_field(
@@ -93,6 +110,14 @@ def test_bad_file_names_the_file_and_the_field(
     message = str(caught.value)
     assert str(path) in message
     assert f"field '{field}'" in message
+
+
+def test_every_shipped_config_speaks_german_and_english() -> None:
+    for config in load_configs().values():
+        summary = config.summary()
+        assert summary["descriptions"]["de"] and summary["description"]
+        for output in config.outputs:
+            assert output.labels["de"] and output.labels["en"]
 
 
 def test_duplicate_output_names_are_refused(tmp_path: Path) -> None:

@@ -151,6 +151,15 @@ def test_stille_post_journey_shows_eight_iterations_in_order_and_downloads_work(
     assert image.count() == 1
     assert page.evaluate("document.querySelector('#stage-4 img').naturalWidth") == 512
     assert page.locator("#run-status").inner_text() == "Fertig! Die Reise ist zu Ende."
+    # The config's description and the output's name come in the page's language.
+    description = page.locator("#config-description")
+    card_title = page.locator("#stage-4 .card-title").first
+    assert description.inner_text().startswith("Stille Post: Deine Eingabe wandert")
+    assert (card_title.text_content() or "").endswith(": Bild")
+    page.click("button.lang[data-lang='en']")
+    assert description.inner_text().startswith("Stille Post (Chinese whispers): the prompt")
+    assert (card_title.text_content() or "").endswith(": picture")
+    page.click("button.lang[data-lang='de']")
     # Every download link works: fetch one with the browser and check what comes back.
     links = page.locator("#download-list a")
     hrefs = [links.nth(k).get_attribute("href") for k in range(links.count())]

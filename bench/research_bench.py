@@ -23,6 +23,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from ._runs import stille_post_record, write_photo
+
 FORMATS = ("qdpx", "qdc", "csv", "xlsx", "rocrate")
 BATCH_RUNS = 1_000
 BATCH_TARGET_MB = 100.0
@@ -31,78 +33,19 @@ TYPICAL_REPEATS = 5
 NOTES = (
     "Typical run: 8 Stille Post iterations, 3 outputs with 1024×1024 images (median of"
     f" {TYPICAL_REPEATS}; peak = Python allocations during one export). Batch: {BATCH_RUNS:,}"
-    " runs with 64×48 images streamed to a file in a fresh process; peak = Python allocations"
+    " runs with 64×64 images streamed to a file in a fresh process; peak = Python allocations"
     " (tracemalloc, second pass), RSS growth = rise of the process's peak resident set while"
     f" exporting (C libraries included); target: both ≤ {BATCH_TARGET_MB:.0f} MB.\n"
 )
 
 
-def _photo(path: Path, seed: int, size: int) -> None:
-    from PIL import Image, ImageDraw
+def _record(media_dir: Path, index: int, *, image_size: int, write_media: bool) -> Any:
+    from execution_history import Pseudonymiser
 
-    gradient = Image.linear_gradient("L").resize((size, size))
-    noise = Image.effect_noise((size, size), 24)
-    image = Image.merge("RGB", (gradient, noise, gradient.rotate(90 + seed)))
-    ImageDraw.Draw(image).ellipse((size // 5, size // 5, size * 4 // 5, size * 4 // 5), "orange")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
-
-
-def _record(media_dir: Path, index: int, *, write_media: bool) -> Any:
-    from execution_history import ExecutionTracker, ItemType, Pseudonymiser
-
-    languages = ["de", "en", "fr", "es", "it", "pt", "nl", "sv", "de"]
-    tracker = ExecutionTracker(
-        "stillepost",
-        safety_level="kids",
-        user_id=f"bench-child-{index % 25}",
-        session_id=f"bench-class-{index % 4}",
-        media_dir=media_dir,
-        software_version="0.1.0",
-        model_versions={"translator": "1"},
+    record = stille_post_record(
+        media_dir, person=index, image_size=image_size, write_media=write_media
     )
-    with tracker:
-        with tracker.stage(1):
-            tracker.log_user_input("Ein Hund spielt im Garten unter einem Apfelbaum")
-            tracker.log_translation(
-                "A dog plays in the garden under an apple tree",
-                from_lang="de",
-                to_lang="en",
-                model="translator",
-                backend="local",
-                duration_ms=12.0,
-            )
-            tracker.log_safety_check(passed=True, metadata={"matched_terms": []})
-        with tracker.stage(2):
-            for n in range(1, 9):
-                with tracker.stage_iteration(n):
-                    tracker.log_interception_iteration(
-                        f"Iteration {n}: a dog plays in the garden under an apple tree.",
-                        from_lang=languages[n - 1],
-                        to_lang=languages[n],
-                        model="translator",
-                        backend="local",
-                        duration_ms=8.5,
-                        metadata={"seed": 1234, "temperature": 0.7},
-                    )
-            tracker.log_interception_final("Ein Hund spielt im Garten")
-        for loop in (1, 2, 3):
-            with tracker.loop_iteration(loop):
-                with tracker.stage(3):
-                    tracker.log_safety_check(passed=True, metadata={"level": "kids"})
-                with tracker.stage(4):
-                    name = f"output_{loop}.png"
-                    if write_media:
-                        _photo(media_dir / name, loop, 1024)
-                    tracker.log_output(
-                        ItemType.OUTPUT_IMAGE,
-                        {"path": name, "mime_type": "image/png"},
-                        model="image-model",
-                        backend="local",
-                        duration_ms=900.0,
-                        metadata={"seed": 1234 + loop, "steps": 25, "cfg": 7.0},
-                    )
-    return tracker.finalize().pseudonymised(Pseudonymiser("bench-pseudonym-key-0123456789"))
+    return record.pseudonymised(Pseudonymiser("bench-pseudonym-key-0123456789"))
 
 
 def _typical(name: str, record: Any, media_dir: Path) -> dict[str, Any]:
@@ -150,8 +93,10 @@ def _batch(name: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         media_dir = Path(folder) / "media"
         for loop in (1, 2, 3):
-            _photo(media_dir / f"output_{loop}.png", loop, 64)
-        records = [_record(media_dir, i, write_media=False) for i in range(BATCH_RUNS)]
+            write_photo(media_dir / f"output_{loop}.png", loop, 64)
+        records = [
+            _record(media_dir, i, image_size=64, write_media=False) for i in range(BATCH_RUNS)
+        ]
 
         def pairs() -> Iterator[tuple[Any, Path]]:
             for record in records:
@@ -207,7 +152,7 @@ def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         media_dir = Path(folder) / "media"
-        record = _record(media_dir, 0, write_media=True)
+        record = _record(media_dir, 0, image_size=1024, write_media=True)
         for name in names:
             rows.append(_typical(name, record, media_dir))
     # one fresh process per batch: peak RSS is per process and must start clean

@@ -70,7 +70,7 @@ def build_record(tracker: ExecutionTracker) -> ExecutionRecord:
     """Build the frozen record of ``tracker`` (closed or not: an open run is ``running``)."""
     stats = CoercionStats()
     max_chars = tracker.limits.max_text_chars
-    raw_items = sorted(tracker.items[: len(tracker.items)], key=_sequence)
+    raw_items = sorted(tracker.items[: len(tracker.items)], key=sequence_key)
     validated = (_validated(raw, max_chars, stats, tracker) for raw in raw_items)
     items = [item for item in validated if item is not None]
     status = (
@@ -125,7 +125,8 @@ def _validated(
         return None
 
 
-def _sequence(raw: RawItem) -> int:
+def sequence_key(raw: RawItem) -> int:
+    """Sort key of raw items: their sequence number (0 for a value that is not one)."""
     value = raw[0]
     return value if isinstance(value, int) else 0
 

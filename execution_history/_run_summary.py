@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._build import clean_content, int_field, media_fields, opt_int, str_field, utc_from_ns
+from ._build import (
+    clean_content,
+    int_field,
+    media_fields,
+    opt_int,
+    sequence_key,
+    str_field,
+    utc_from_ns,
+)
 from ._coerce import CoercionStats
 from ._items import RawItem
 from ._summary import StageFigures, StageRow, derive_status, json_time, summarise_stage_rows
@@ -86,7 +94,7 @@ def summarise_run(tracker: ExecutionTracker) -> RunSummary:
     """The summary of ``tracker``'s run (closed or not: an open run is ``running``)."""
     stats = CoercionStats()  # the record's counters come from the build, not from here
     max_chars = tracker.limits.max_text_chars
-    raw_items: list[RawItem] = sorted(tracker.items[: len(tracker.items)], key=_sequence)
+    raw_items: list[RawItem] = sorted(tracker.items[: len(tracker.items)], key=sequence_key)
     rows: list[StageRow] = []
     final: str | None = None
     outputs: list[OutputMedia] = []
@@ -130,11 +138,6 @@ def summarise_run(tracker: ExecutionTracker) -> RunSummary:
         interception_final=final,
         outputs=outputs,
     )
-
-
-def _sequence(raw: RawItem) -> Any:
-    value = raw[0]
-    return value if isinstance(value, int) else 0
 
 
 __all__ = ["OutputMedia", "RunSummary", "summarise_run"]

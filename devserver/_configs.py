@@ -65,35 +65,29 @@ class Dada(BaseModel):
         return 1
 
 
-class ImageOutput(BaseModel):
-    """An image of ``width`` × ``height`` pixels made in ``steps`` steps.
-
-    ``prompt`` (default ``{text}``) is what stage 3 checks and stage 4 draws;
-    ``labels`` name the output in the UI's languages (``name`` is the id).
-    """
+class _OutputFields(BaseModel):
+    """What every output has: ``name`` (its id), ``labels`` (its name in the UI's
+    languages) and ``prompt`` (default ``{text}``), what stage 3 checks and stage 4 makes."""
 
     model_config = _STRICT
-    kind: Literal["image"]
     name: OutputName
     labels: Translations = Field(default_factory=dict)
     prompt: PromptTemplate = "{text}"
+
+
+class ImageOutput(_OutputFields):
+    """An image of ``width`` × ``height`` pixels made in ``steps`` steps."""
+
+    kind: Literal["image"]
     width: int = Field(ge=16, le=2048)
     height: int = Field(ge=16, le=2048)
     steps: int = Field(ge=1, le=500)
 
 
-class AudioOutput(BaseModel):
-    """A piece of audio of ``duration_s`` seconds at ``sample_rate`` samples per second.
+class AudioOutput(_OutputFields):
+    """A piece of audio of ``duration_s`` seconds at ``sample_rate`` samples per second."""
 
-    ``prompt`` (default ``{text}``) is what stage 3 checks and stage 4 plays;
-    ``labels`` name the output in the UI's languages (``name`` is the id).
-    """
-
-    model_config = _STRICT
     kind: Literal["audio"]
-    name: OutputName
-    labels: Translations = Field(default_factory=dict)
-    prompt: PromptTemplate = "{text}"
     duration_s: float = Field(gt=0, le=30)
     sample_rate: int = Field(ge=8000, le=48000)
 

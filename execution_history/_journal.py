@@ -113,7 +113,7 @@ class Journal:
             for p in sorted(self.folder.glob("*.jsonl"))
             if is_run_id(p.stem) and p.stem not in watched
         ]
-        stored = _stored_ids(store, [p.stem for p in paths])
+        stored = store.run_ids([p.stem for p in paths])
         for path in paths:
             if path.stem in stored:
                 with contextlib.suppress(OSError):
@@ -128,14 +128,6 @@ class Journal:
             path.unlink()
             recovered.append(record.run_id)
         return recovered
-
-
-def _stored_ids(store: RecordStore, run_ids: list[str]) -> set[str]:
-    """Which of ``run_ids`` the store has (a store without ``run_ids``: look each up)."""
-    lookup = getattr(store, "run_ids", None)
-    if callable(lookup):
-        return set(lookup(run_ids))
-    return {run_id for run_id in run_ids if store.load(run_id) is not None}
 
 
 def _header(tracker: ExecutionTracker) -> dict[str, Any]:

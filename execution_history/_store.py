@@ -173,6 +173,9 @@ class RecordStore(Protocol):
     def delete_user(self, user_id: str) -> list[str]:
         """Remove every run of one person; returns their run ids."""
 
+    def run_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored."""
+
 
 class SQLiteRecordStore:
     """The embedded default store: one SQLite file in WAL mode with durable commits.
@@ -406,10 +409,9 @@ class SQLiteRecordStore:
 
     def stats(self, filters: RunFilter = RunFilter()) -> Stats:
         """Counts by status, config, safety level and day; per-stage totals; integrity totals."""
-        self._build_before_read()
         where, params = filters.where()
         conn = self._conn()
-        result = Stats(runs=self.count(filters))
+        result = Stats(runs=self.count(filters))  # count() builds waiting captures first
         for column, target in (
             ("status", result.by_status),
             ("config_name", result.by_config),

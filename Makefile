@@ -21,6 +21,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check execution_history exports devserver tests bench
 	$(BIN)/ruff format --check execution_history exports devserver tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy execution_history exports devserver

@@ -136,7 +136,7 @@ def _latency(app: Any, subscribers: Subscribers, count: int) -> dict[str, Any]:
     state = app.extensions["devserver"]
     hub = get_hub(app)
     tracker = ExecutionTracker("bench", safety_level="research").start()
-    state.registry.add(tracker)
+    state.registry.on_start(tracker.run_log)
     subscribers.watch(tracker.run_id, count)
     deadline = time.monotonic() + 30
     while hub.subscribers < count and time.monotonic() < deadline:
@@ -153,7 +153,7 @@ def _latency(app: Any, subscribers: Subscribers, count: int) -> dict[str, Any]:
             time.sleep(ITEM_GAP_S)
     tracker.finalize()
     answer = subscribers.result()
-    state.registry.discard(tracker.run_id)
+    state.registry.on_stored(tracker.run_log)
     latencies = answer["latencies_ms"]
     complete = all(n == ITEMS + 4 for n in answer["events"])  # + start, transitions, complete
     return {

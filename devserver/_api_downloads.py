@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from werkzeug.wsgi import wrap_file
 
 import exports
-from execution_history import ExecutionRecord
+from execution_history import ExecutionRecord, RunStatus
 
 from ._batch import CHUNK, safe_file_name
 from ._errors import ApiError
@@ -108,17 +108,18 @@ def export_run(run_id: str, fmt: str) -> Response:
     info = format_or_404(fmt)
     stored = state.store.load_json(run_id)
     if stored is None:
-        if state.runs.live_record(run_id) is not None:
+        # Not in the store: still running, or waiting (in memory or quarantined) to be.
+        waiting = state.runs.record(run_id)
+        if waiting is None:
+            raise ApiError(404, "not_found", "There is no run with this id.")
+        if waiting.status == RunStatus.RUNNING:
             raise ApiError(
                 409,
                 "run_in_progress",
                 "The run is still running; export it once it has ended "
                 f"(follow it at /api/runs/{run_id}/progress).",
             )
-        # It may have been stored (and left the live registry) between the two looks.
-        stored = state.store.load_json(run_id)
-        if stored is None:
-            raise ApiError(404, "not_found", "There is no run with this id.")
+        stored = waiting.model_dump_json()
     etag = _etag(stored, info.name)
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
     if request.if_none_match.contains_weak(etag):

@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, Flask, Response, current_app, request, url_for
 from flask.blueprints import BlueprintSetupState
 
-from execution_history import ExecutionTracker
+from execution_history import RunLog
 
 from ._errors import ApiError
 from ._feed import (
@@ -72,7 +72,7 @@ def events(run_id: str) -> Response:
         found = find_run(state, run_id)
         if found is None:
             return None
-        if isinstance(found, ExecutionTracker):
+        if isinstance(found, RunLog):
             return RunFeed.live(found, media_prefix, planned)
         return RunFeed.stored(found, media_prefix, planned)
 

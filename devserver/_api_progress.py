@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from execution_history import ExecutionTracker, build_record, progress_of_record
+from execution_history import RunLog, build_record, progress_of_record
 
 from ._errors import ApiError
 from ._feed import find_run, planned_by
@@ -15,15 +15,12 @@ bp = Blueprint("progress", __name__, url_prefix="/api/runs")
 
 @bp.get("/<run_id:run_id>/progress")
 def get_progress(run_id: str) -> Response:
-    """The run's ``RunProgress`` (docs/ui.md): from the live tracker while it runs, else stored."""
+    """The run's ``RunProgress`` (docs/ui.md): live while it runs, else stored."""
     state = get_state()
     found = find_run(state, run_id)
     if found is None:
         raise ApiError(404, "not_found", "There is no run with this id.")
-    if isinstance(found, ExecutionTracker):
-        record = found.record() if found.closed else build_record(found)
-    else:
-        record = found
+    record = build_record(found) if isinstance(found, RunLog) else found
     iterations, outputs = planned_by(state.configs)(record.config_name)
     progress = progress_of_record(record, planned_iterations=iterations, planned_outputs=outputs)
     response = Response(progress.model_dump_json(), mimetype="application/json")

@@ -96,9 +96,9 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
         if isinstance(tracker, ExecutionTracker):
             # The answer promises a stored run: wait for the finaliser here, on the
             # request's thread, not on the worker that ran the pipeline. The summary
-            # comes from the raw items, so nothing here builds the record.
+            # comes from the record the finaliser built.
             tracker.wait_until_stored()
-            summary = summarise_run(tracker)
+            summary = summarise_run(tracker.record())
             answer["status"] = str(summary.status)
             answer["summary"] = _summary(summary)
         else:

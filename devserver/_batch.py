@@ -31,8 +31,8 @@ import exports
 from execution_history import (
     ExecutionRecord,
     Pseudonymiser,
+    RecordStore,
     RunFilter,
-    SQLiteRecordStore,
     is_run_id,
 )
 
@@ -136,7 +136,7 @@ class BatchRequest:
         software_version: this server's name and version.
     """
 
-    store: SQLiteRecordStore
+    store: RecordStore
     media_root: Path
     pseudonymiser: Pseudonymiser
     format: exports.FormatInfo

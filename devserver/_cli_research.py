@@ -26,10 +26,11 @@ from execution_history import (
     ExecutionRecord,
     ItemType,
     Pseudonymiser,
+    RecordStore,
     RunFilter,
-    SQLiteRecordStore,
     StoreSink,
     is_run_id,
+    open_store,
 )
 
 from ._batch import BatchRequest, BatchSummary, safe_file_name, stream_batch
@@ -71,7 +72,7 @@ class DataDir:
     """What the commands read and erase: the store, the media, the pseudonym key."""
 
     settings: Settings
-    store: SQLiteRecordStore
+    store: RecordStore
 
     @property
     def pseudonymiser(self) -> Pseudonymiser:
@@ -102,7 +103,7 @@ def open_data_dir() -> Iterator[DataDir]:
         raise _usage(str(exc)) from None
     if not settings.database_path.exists():
         raise _nothing(f"There is no database at {settings.database_path}; no run was stored yet.")
-    store = SQLiteRecordStore(settings.database_path)
+    store = open_store(settings.database_path)
     try:
         yield DataDir(settings, store)
     finally:
@@ -133,7 +134,9 @@ def _filter_options(command: Any) -> Any:
     return command
 
 
-def _size(count: int) -> str:
+def _size(count: int | None) -> str:
+    if count is None:
+        return "size unknown"
     value = float(count)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":

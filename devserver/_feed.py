@@ -36,9 +36,10 @@ from urllib.parse import quote
 from execution_history import (
     ExecutionItem,
     ExecutionRecord,
-    ExecutionTracker,
     RawItem,
+    RunLog,
     RunProgress,
+    build_record,
     live_item,
     progress_of_record,
 )
@@ -57,6 +58,8 @@ _EVENT_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _MAX_WRITE_BYTES = 256 * 1024
 #: The client's reconnection delay, sent once at the start of every stream.
 RETRY_MS = 1000
+#: How long the ``end`` event of an ended run waits for its record to be stored.
+END_WAIT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,25 +213,21 @@ def planned_by(configs: Mapping[str, PipelineConfig]) -> Planned:
     return planned
 
 
-def find_run(state: DevServer, run_id: str) -> ExecutionTracker | ExecutionRecord | None:
-    """The live tracker of ``run_id`` while it is queued or running, else its stored record.
+def find_run(state: DevServer, run_id: str) -> RunLog | ExecutionRecord | None:
+    """The run log of ``run_id`` while it is in flight, else its record (stored or quarantined).
 
     The live side is asked first: a run leaves it only after its record is
-    stored, so asking in this order never misses a run at the hand-over.
+    safe, so asking in this order never misses a run at the hand-over.
 
     Args:
         state: the app's resources.
         run_id: a validated run id.
 
     Returns:
-        The ``ExecutionTracker`` of a queued or running run, else the stored
-        ``ExecutionRecord``, else None (no such run; with tracking off, always).
+        The ``RunLog`` of a queued or running run, else the ``ExecutionRecord``,
+        else None (no such run; with tracking off, always).
     """
-    # A queued run is only in the run service's table (not yet in the registry).
-    tracker = state.runs.tracker(run_id)
-    if tracker is not None:
-        return tracker
-    return state.store.load(run_id)
+    return state.runs.find(run_id)
 
 
 # --------------------------------------------------------------------------- one run
@@ -250,7 +249,7 @@ class RunFeed:
         self._cond = threading.Condition()
         self.subscribers = 0
         # Live-run state, touched only under _advance_lock.
-        self._tracker: ExecutionTracker | None = None
+        self._log: RunLog | None = None
         self._advance_lock = threading.Lock()
         self._cursor = 0
         self._next_sequence = 1
@@ -258,19 +257,19 @@ class RunFeed:
         self._closed_at: float | None = None
 
     @classmethod
-    def live(cls, tracker: ExecutionTracker, media_prefix: str, planned: Planned) -> RunFeed:
-        """A feed that follows a running tracker until it closes.
+    def live(cls, log: RunLog, media_prefix: str, planned: Planned) -> RunFeed:
+        """A feed that follows a running run until it ends.
 
         Args:
-            tracker: the live tracker (queued, running or just closed).
+            log: the run's log (queued, running or just ended).
             media_prefix: ``/api/runs/<run_id>/media/``.
             planned: what the run's config plans, for the ``end`` event's progress.
 
         Returns:
-            The feed, with what the tracker holds so far already published.
+            The feed, with what the run holds so far already published.
         """
-        feed = cls(tracker.run_id, media_prefix, planned)
-        feed._tracker = tracker
+        feed = cls(log.run_id, media_prefix, planned)
+        feed._log = log
         feed.advance()
         return feed
 
@@ -302,21 +301,21 @@ class RunFeed:
         return progress_of_record(record, planned_iterations=iterations, planned_outputs=outputs)
 
     def advance(self) -> bool:
-        """Publish the items the live tracker appended since the last call.
+        """Publish the items the run appended since the last call.
 
         Returns:
             True when the feed has ended (nothing more will come).
         """
-        tracker = self._tracker
-        if tracker is None or self._end is not None:
+        log = self._log
+        if log is None or self._end is not None:
             return True
         if not self._advance_lock.acquire(blocking=False):
             return False  # another thread is at it; its readers will be woken
         try:
             # Read ``closed`` before the length: once closed, the list is final,
             # so everything up to this length is everything the run recorded.
-            closed = tracker.closed
-            items = tracker.items
+            closed = log.closed
+            items = log.items
             count = len(items)
             held = self._held
             for index in range(self._cursor, count):
@@ -326,7 +325,7 @@ class RunFeed:
             self._cursor = count
             frames: list[bytes] = []
             sequences: list[int] = []
-            max_chars = tracker.limits.max_text_chars
+            max_chars = log.max_text_chars
             while held and (closed or held[0][0] <= self._next_sequence):
                 sequence, _, raw = heapq.heappop(held)
                 self._next_sequence = max(self._next_sequence, sequence + 1)
@@ -341,15 +340,16 @@ class RunFeed:
                 if self._closed_at is None:
                     self._closed_at = time.monotonic()
                 waited = time.monotonic() - self._closed_at
-                if tracker.done or waited >= tracker.limits.finalize_wait_s:
-                    end = encode_end(self._progress(tracker.record()))
+                if log.settled or waited >= END_WAIT_S:
+                    record = log.record if log.record is not None else build_record(log)
+                    end = encode_end(self._progress(record))
             if frames or end is not None:
                 with self._cond:
                     self._frames.extend(frames)
                     self._sequences.extend(sequences)
                     if end is not None:
                         self._end = end
-                        self._tracker = None  # the tracker's record goes its own way now
+                        self._log = None  # the run's record goes its own way now
                     self._cond.notify_all()
             return end is not None
         finally:

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import IO
 
-from execution_history import Journal, RecordStore
+from execution_history import Journal, RecordStore, RunLog
 
 logger = logging.getLogger("devserver")
 
@@ -27,29 +27,73 @@ _LOCK_NAME = ".lock"
 
 
 class ProcessJournal:
-    """This process's journal folder and its lock.
+    """This process's journal folder and its lock; a run processor for the finaliser.
+
+    When the folder cannot be made (a read-only or full data dir), the
+    process still starts, so stored runs can be read, but ``on_start``
+    raises: the run service then refuses new runs instead of accepting runs
+    it could lose.
 
     Args:
         root: ``<data_dir>/journal``.
         interval_s: how often the journal writes new items.
     """
 
+    name = "journal"
+
     def __init__(self, root: Path, *, interval_s: float = 0.25) -> None:
         self.root = root
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = secrets.token_hex(8)
-        # Locked before it gets its visible name, so no other process can see it unlocked.
-        staging = root / f".new-{name}"
-        staging.mkdir(mode=0o700)
-        self._lock_file: IO[bytes] | None = (staging / _LOCK_NAME).open("wb")
-        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.folder = staging.rename(root / name)
-        self.journal = Journal(self.folder, interval_s=interval_s)
+        #: Journal files recovery could not read are moved here (outside ``root``).
+        self.damaged_dir = root.parent / "journal-damaged"
+        self.journal: Journal | None = None
+        self.problem: str | None = None
+        self.folder: Path | None = None
+        self._lock_file: IO[bytes] | None = None
+        try:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            name = secrets.token_hex(8)
+            # Locked before it gets its visible name, so no other process sees it unlocked.
+            staging = root / f".new-{name}"
+            staging.mkdir(mode=0o700)
+            self._lock_file = (staging / _LOCK_NAME).open("wb")
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.folder = staging.rename(root / name)
+            self.journal = Journal(self.folder, damaged_dir=self.damaged_dir, interval_s=interval_s)
+        except OSError as exc:
+            self.problem = f"the journal folder {root} cannot be written: {exc}"
+            logger.error("%s; new runs are refused until it can", self.problem)
+
+    # ------------------------------------------------------------- processor
+
+    def on_start(self, log: RunLog) -> None:
+        """Journal the run durably (raises OSError when that is impossible)."""
+        if self.journal is None:
+            raise OSError(self.problem)
+        self.journal.on_start(log)
+
+    def on_end(self, log: RunLog) -> None:
+        """The journal's thread writes the ending."""
+
+    def on_stored(self, log: RunLog) -> None:
+        """The run is safe: its journal file goes."""
+        if self.journal is not None:
+            self.journal.on_stored(log)
+
+    # ---------------------------------------------------------------- recovery
 
     def recover_dead(self, store: RecordStore) -> list[str]:
-        """Store ``incomplete`` records for the runs of dead processes; returns their ids."""
+        """Store records for the runs of dead processes; returns their ids.
+
+        Damaged files are moved to ``damaged_dir`` (logged); files whose record
+        cannot be stored now stay for the next start.
+        """
         recovered: list[str] = []
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+        damaged = 0
+        try:
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        except OSError:
+            return recovered
+        for folder in folders:
             if folder == self.folder or folder.name.startswith("."):
                 continue
             lock_path = folder / _LOCK_NAME
@@ -62,21 +106,26 @@ class ProcessJournal:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue  # its process is alive
-                journal = Journal(folder, interval_s=3600)
+                journal = Journal(folder, damaged_dir=self.damaged_dir, interval_s=3600)
                 try:
-                    recovered.extend(journal.recover(store))
+                    report = journal.recover(store)
+                    recovered.extend(report.recovered)
+                    damaged += len(report.damaged)
                 finally:
                     journal.close()
                 if not any(p.suffix == ".jsonl" for p in folder.iterdir()):
                     shutil.rmtree(folder, ignore_errors=True)
         if recovered:
             logger.warning("recovered %d run(s) left by a process that died", len(recovered))
+        if damaged:
+            logger.error("%d damaged journal file(s) moved to %s", damaged, self.damaged_dir)
         return recovered
 
     def close(self) -> None:
         """Stop journaling; remove the folder when no run was left unfinished."""
-        self.journal.close()
-        if self._lock_file is not None:
+        if self.journal is not None:
+            self.journal.close()
+        if self._lock_file is not None and self.folder is not None:
             with contextlib.suppress(OSError):
                 leftovers = [p for p in self.folder.iterdir() if p.suffix == ".jsonl"]
                 if not leftovers:

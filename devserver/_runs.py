@@ -4,10 +4,12 @@
 queue_size`` slots and refuses with ``ServiceUnavailable`` when all are taken
 (the HTTP layer answers 503 with ``Retry-After``). Each run's tracker is made
 at submission, so its id is known at once and a queued run is already
-readable. A run leaves the service's table once its tracker is closed and
-handed to the finaliser (the worker does not wait for the store); the live
-registry holds it until the store has it, so a reader always finds it in the
-table, the live registry or the store.
+readable. A run is durable from the moment ``submit`` returns: its run log's
+header is in the journal, so a ``kill -9`` after that leaves at least an
+``incomplete`` record; when the journal cannot be written, ``submit`` refuses
+the run rather than accept one it could lose. The live registry holds each
+run until its record is safe, so a reader finds it in the registry, the
+store, or the quarantine.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from execution_history import (
     LiveRunRegistry,
     NullTracker,
     RecordStore,
+    RunLog,
+    StoreSink,
     build_record,
 )
 
@@ -83,6 +87,7 @@ class RunService:
         finaliser: hands finished records to the store (and the live registry).
         registry: the live-run registry the finaliser fills.
         store: where finished records are read from.
+        store_sink: its quarantine holds runs the store refused.
         workers: runs executing at once.
         queue_size: runs waiting for a worker at most.
         tracking: False replaces the tracker by the no-op ``NullTracker`` (benchmarks).
@@ -97,6 +102,7 @@ class RunService:
         finaliser: Finaliser,
         registry: LiveRunRegistry,
         store: RecordStore,
+        store_sink: StoreSink | None = None,
         workers: int,
         queue_size: int,
         tracking: bool = True,
@@ -108,6 +114,7 @@ class RunService:
         self.finaliser = finaliser
         self.registry = registry
         self.store = store
+        self.store_sink = store_sink
         self.workers = workers
         self.capacity = workers + queue_size
         self.tracking = tracking
@@ -160,6 +167,18 @@ class RunService:
                 f"All {self.capacity} run slots are taken; try again shortly.", retry_after_s=2
             )
         run = Run(self.new_tracker(request, user_id=user_id, session_id=session_id), request)
+        if isinstance(run.tracker, ExecutionTracker) and not self.finaliser.start(
+            run.tracker.run_log
+        ):
+            # The journal could not write the run (disk full, read-only): accepting it
+            # would promise a run that a crash could lose.
+            self.finaliser.abandon(run.tracker.run_log)
+            self._slots.release()
+            raise ServiceUnavailable(
+                "Runs cannot be recorded right now (the server cannot write its data "
+                "folder); try again later.",
+                retry_after_s=30,
+            )
         with self._lock:
             self._runs[run.run_id] = run
         try:
@@ -210,20 +229,39 @@ class RunService:
         """Runs submitted and not yet stored."""
         return len(self._runs)
 
-    def tracker(self, run_id: str) -> ExecutionTracker | None:
-        """The tracker of a run that is queued, running, or not yet stored; else None."""
+    def log(self, run_id: str) -> RunLog | None:
+        """The run log of a run that is queued, running, or not yet safe in a store."""
         run = self._runs.get(run_id)
-        tracker = run.tracker if run is not None else self.registry.get(run_id)
-        return tracker if isinstance(tracker, ExecutionTracker) else None
+        if run is not None and isinstance(run.tracker, ExecutionTracker):
+            return run.tracker.run_log
+        return self.registry.get(run_id)
 
     def live_record(self, run_id: str) -> ExecutionRecord | None:
-        """The current record of a run that is queued or running, else None."""
-        tracker = self.tracker(run_id)
-        return build_record(tracker) if tracker is not None else None
+        """The record of a run not yet safe in a store (built now while it runs), else None."""
+        log = self.log(run_id)
+        if log is None:
+            return None
+        settled: ExecutionRecord | None = log.record
+        return settled if settled is not None else build_record(log)
 
     def record(self, run_id: str) -> ExecutionRecord | None:
-        """The record of ``run_id``: live while it runs, from the store after."""
-        return self.live_record(run_id) or self.store.load(run_id)
+        """The record of ``run_id`` wherever it is: live, in the store, or quarantined."""
+        record = self.live_record(run_id)
+        if record is None:
+            record = self.store.load(run_id)
+        if record is None and self.store_sink is not None:
+            record = self.store_sink.load_quarantined(run_id)
+            if record is None:
+                # stored between the two looks: a quarantined run is imported at start-up
+                record = self.store.load(run_id)
+        return record
+
+    def find(self, run_id: str) -> RunLog | ExecutionRecord | None:
+        """The run log of a run in flight (to follow it live), else its record, else None."""
+        log = self.log(run_id)
+        if log is not None and log.record is None:
+            return log
+        return self.record(run_id)
 
     # --------------------------------------------------------------- shutdown
 

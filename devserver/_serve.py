@@ -102,11 +102,8 @@ def run_until_stopped(
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         _flush(server, 2.0)
         server.close()
-        echo(
-            "Stopped: every run is recorded."
-            if clean
-            else "Stopped: some runs did not finish in time and were recorded as errors."
-        )
+        report = state.shutdown
+        echo(f"Stopped: {report.message() if report is not None else 'every run is recorded'}.")
     return clean
 
 

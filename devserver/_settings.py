@@ -33,8 +33,6 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "MAX_INPUT_CHARS": ("DEVSERVER_MAX_INPUT_CHARS", 2000),
     "WAIT_TIMEOUT_S": ("DEVSERVER_WAIT_TIMEOUT_S", 120.0),
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
-    "BUILD_ON_READ": ("DEVSERVER_BUILD_ON_READ", True),
-    "IDLE_BUILD_S": ("DEVSERVER_IDLE_BUILD_S", 1.0),
 }
 
 RESEARCH_TOKEN_FILE = "research_token"
@@ -62,11 +60,6 @@ class Settings:
     max_input_chars: int
     wait_timeout_s: float
     shutdown_timeout_s: float
-    #: Store each run's capture at once and build its record when first read
-    #: (or when idle); False builds every record before storing it.
-    build_on_read: bool
-    #: With ``build_on_read``: seconds without new runs before the writer builds captures.
-    idle_build_s: float
     research_token: str
     research_token_file: Path | None
     pseudonym_key: str
@@ -198,8 +191,6 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         max_input_chars=_number(config, "MAX_INPUT_CHARS", int, 1),
         wait_timeout_s=_number(config, "WAIT_TIMEOUT_S", float, 0.0),
         shutdown_timeout_s=_number(config, "SHUTDOWN_TIMEOUT_S", float, 0.0),
-        build_on_read=_flag(config, "BUILD_ON_READ"),
-        idle_build_s=_number(config, "IDLE_BUILD_S", float, 0.0),
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import atexit
 import logging
+import tempfile
 import threading
 import weakref
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 from flask import Flask, current_app
 
@@ -20,8 +22,10 @@ from execution_history import (
     Finaliser,
     LiveRunRegistry,
     Pseudonymiser,
-    SQLiteRecordStore,
+    RecordStore,
+    ShutdownReport,
     StoreSink,
+    open_store,
 )
 
 from ._configs import PipelineConfig, load_configs
@@ -52,7 +56,7 @@ class DevServer:
     settings: Settings
     configs: dict[str, PipelineConfig]
     backend: Backend
-    store: SQLiteRecordStore
+    store: RecordStore
     store_sink: StoreSink
     finaliser: Finaliser
     registry: LiveRunRegistry
@@ -62,22 +66,41 @@ class DevServer:
     _closed: bool = field(default=False, repr=False)
     _close_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    shutdown: ShutdownReport | None = None
+
     def close(self, timeout_s: float | None = None) -> bool:
         """Finish or finalise every run, drain the finaliser, close journal and store.
 
-        Idempotent. Returns True when every run finished by itself and the
-        finaliser drained in time.
+        Idempotent. Returns True when every run finished by itself, the
+        finaliser drained in time and every run reached the store or the
+        quarantine; ``shutdown`` then says what is left and where.
         """
         with self._close_lock:
             if self._closed:
-                return True
+                return self.shutdown is not None and self.shutdown.clean
             self._closed = True
         timeout = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
         finished = self.runs.close(timeout)
-        drained = self.finaliser.close(timeout=max(timeout, 5.0))
+        report = self.finaliser.close(timeout=max(timeout, 5.0))
+        report.runs_aborted = not finished
+        self.shutdown = report
         self.journal.close()
         self.store.close()
-        return finished and drained
+        return report.clean
+
+    def health(self) -> dict[str, object]:
+        """What waits where, and whether the store can be written (``/api/health``)."""
+        problem = self.store.ping()
+        return {
+            "runs_in_flight": self.runs.active(),
+            "runs_waiting_to_be_written": self.finaliser.waiting(),
+            "runs_held_in_memory": len(self.finaliser.held()),
+            "runs_quarantined": len(self.store_sink.quarantined()),
+            "journal_write_failures": self.journal.journal.write_failures
+            if self.journal.journal is not None
+            else 0,
+            "store": {"reachable": problem is None, "problem": problem},
+        }
 
 
 def init_app(app: Flask) -> DevServer:
@@ -98,18 +121,23 @@ def init_app(app: Flask) -> DevServer:
         ollama_timeout_s=settings.ollama_timeout_s,
         ollama_retries=settings.ollama_retries,
     )
-    store = SQLiteRecordStore(settings.database_path)
+    store = open_store(settings.database_path)
     store_sink = StoreSink(store, settings.data_dir / "quarantine")
     registry = LiveRunRegistry()
     journal = ProcessJournal(settings.data_dir / "journal")
     journal.recover_dead(store)
-    store_sink.reimport()
+    try:
+        store_sink.reimport()
+    except OSError as exc:  # an unreadable quarantine must not stop the server
+        logger.error("quarantined records not re-imported: %s", exc)
     finaliser = Finaliser(
         [store_sink],
-        journal=journal.journal,
-        registry=registry,
-        capture_store=store if settings.build_on_read else None,
-        idle_build_s=settings.idle_build_s,
+        processors=[journal, registry],
+        # Where runs go that neither the store nor the quarantine took, at shutdown.
+        last_resort_dirs=[
+            settings.data_dir / "unwritten",
+            Path(tempfile.gettempdir()) / "devserver-unwritten",
+        ],
     )
     pipeline = Pipeline(backend=backend, stage1=Stage1Filter(), age=AgeFilter())
     runs = RunService(
@@ -118,6 +146,7 @@ def init_app(app: Flask) -> DevServer:
         finaliser=finaliser,
         registry=registry,
         store=store,
+        store_sink=store_sink,
         workers=settings.workers,
         queue_size=settings.queue_size,
         tracking=bool(app.config.get("TRACKING", True)),

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from flask import Flask
 
-from execution_history import STAGE_NAMES, ExecutionItem, ExecutionTracker, build_record
+from execution_history import STAGE_NAMES, ExecutionItem, ExecutionTracker
 
 from ._cli_research import register as register_research_commands
 from ._configs import ConfigError
@@ -165,7 +165,7 @@ def run_command(
         while True:
             done = not worker.is_alive()
             if isinstance(tracker, ExecutionTracker):
-                items = build_record(tracker).items
+                items = tracker.record().items
                 for item in items[printed:]:
                     line = describe(item, iterations)
                     if line is not None:

@@ -6,11 +6,9 @@ The public surface is listed in ``__all__``; everything in ``_modules`` is priva
 from __future__ import annotations
 
 from ._build import build_record, utc_from_ns
-from ._capture import capture_payload, record_from_capture
-from ._finaliser import Finaliser, Sink
+from ._finaliser import Finaliser, RunProcessor, ShutdownReport, Sink
 from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
-from ._items import RawItem
-from ._journal import Journal
+from ._journal import Journal, Recovery
 from ._live import LiveRunRegistry
 from ._privacy import Pseudonymiser
 from ._progress import (
@@ -31,8 +29,17 @@ from ._record import (
     StageSummary,
 )
 from ._run_summary import OutputMedia, RunSummary, summarise_run
+from ._runlog import DamagedRunLog, RawItem, RunLog
 from ._sinks import StoreSink, write_atomically
-from ._store import RecordStore, RunFilter, RunRow, SQLiteRecordStore, Stats, utc_text
+from ._store import (
+    RecordStore,
+    RunFilter,
+    RunRow,
+    SQLiteRecordStore,
+    Stats,
+    open_store,
+    utc_text,
+)
 from ._summary import StageFigures, derive_status, summarise_stages
 from ._taxonomy import (
     STAGE_NAMES,
@@ -56,6 +63,7 @@ __all__ = [
     "RUN_ID_PATTERN",
     "STAGE_NAMES",
     "TAXONOMY_VERSION",
+    "DamagedRunLog",
     "ExecutionItem",
     "ExecutionRecord",
     "ExecutionTracker",
@@ -74,12 +82,16 @@ __all__ = [
     "Pseudonymiser",
     "RawItem",
     "RecordStore",
+    "Recovery",
     "RunFilter",
+    "RunLog",
+    "RunProcessor",
     "RunProgress",
     "RunRow",
     "RunStatus",
     "RunSummary",
     "SQLiteRecordStore",
+    "ShutdownReport",
     "Sink",
     "SinkOutcome",
     "Stage",
@@ -91,14 +103,13 @@ __all__ = [
     "bind_context",
     "build_progress",
     "build_record",
-    "capture_payload",
     "current_tracker",
     "derive_status",
     "is_run_id",
     "live_item",
     "new_run_id",
+    "open_store",
     "progress_of_record",
-    "record_from_capture",
     "summarise_run",
     "summarise_stages",
     "utc_from_ns",

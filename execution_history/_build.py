@@ -1,26 +1,143 @@
-"""Turning a closed tracker's raw items into a validated, frozen ExecutionRecord."""
+"""The one builder: a run log (live, closed or recovered) into a validated, frozen ExecutionRecord.
+
+Every path that makes a record goes through ``build_record``: finalising a
+run, reading a run in flight, recovering a run a dead process left. Every
+value is made storable here, in every field (ids and names included): text
+that UTF-8 cannot hold (lone surrogates) is replaced one for one, anything
+JSON cannot hold is converted, and each change is counted in the record's
+integrity block. So a built record always serialises, and one bad run can
+never block reading, listing or erasing the others.
+
+Speed: the values the tracker itself logs (ints, plain ASCII or encodable
+strings, flat metadata) take a fast path of type checks; anything else takes
+the careful conversion of ``_coerce``. The record is validated in one pydantic
+call; only when that fails is each item validated on its own, so a bad item
+is dropped and counted instead of failing the run.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ._coerce import CoercionStats, clean_text, to_json_value
-from ._items import RawItem
-from ._record import ExecutionItem, ExecutionRecord, Integrity, MediaRef
-from ._summary import derive_status, summarise_stages
+from ._record import ExecutionItem, ExecutionRecord, MediaRef
+from ._runlog import RawItem, RunLog
+from ._summary import StageRow, derive_status, summarise_stage_rows
 from ._taxonomy import DEFAULT_MEDIA_TYPE, ItemType, MediaType, RunStatus
 
-if TYPE_CHECKING:
-    from ._tracker import ExecutionTracker
-
+#: Names, ids and other short fields are cut at this many characters (and counted).
+MAX_NAME_CHARS = _NAME = 1000
 _MEDIA_FIELDS = ("path", "mime_type", "size_bytes", "sha256", "width", "height", "duration_s")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ITEM_TYPES: dict[Any, ItemType] = {t: t for t in ItemType} | {t.value: t for t in ItemType}
+_isfinite = math.isfinite
 
 
 def utc_from_ns(ns: int) -> datetime:
     """A timezone-aware UTC datetime from nanoseconds since the epoch (microsecond precision)."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
+    """Build the frozen record of ``log``. Never raises for anything the log holds.
+
+    Args:
+        log: the run's raw recording; an open run is built as ``running``.
+        recovered: the log was read back after its process died; a run that
+            had not ended is then ``incomplete``.
+
+    Returns:
+        The ``ExecutionRecord``; its integrity block counts every change made.
+    """
+    stats = CoercionStats()
+    max_chars = log.max_text_chars
+    raw_items = log.items[: len(log.items)]
+    if any(type(raw.sequence) is not int for raw in raw_items):
+        raw_items = sorted(raw_items, key=sequence_key)
+    else:
+        raw_items.sort(key=_sequence)  # already in order nearly always: a linear check
+    items = [item_dict(raw, max_chars, stats) for raw in raw_items]
+    if log.closed:
+        status = log.status
+    elif recovered:
+        status = RunStatus.INCOMPLETE
+    else:
+        status = derive_status((item["item_type"] for item in items), finished=False)
+    ended_ns = log.ended_ns
+    rows: list[StageRow] = [
+        (i["stage"], i["item_type"], i["timestamp_us"], i["stage_iteration"], i["loop_iteration"])
+        for i in items
+    ]
+    stages = summarise_stage_rows(rows, status, ended_ns // 1000 if ended_ns is not None else None)
+    models = _model_versions(log.model_versions, stats)
+    for item in items:
+        model = item["model"]
+        if model and model not in models:
+            models[model] = None  # used but of unknown version: not invented
+    build_errors: list[str] = []
+    data: dict[str, Any] = {
+        "run_id": text_field(log.run_id, stats) or "",
+        "config_name": text_field(log.config_name, stats),
+        "safety_level": text_field(log.safety_level, stats),
+        "user_id": text_field(log.user_id, stats),
+        "session_id": text_field(log.session_id, stats),
+        "started_at": utc_from_ns(log.started_ns),
+        "ended_at": utc_from_ns(ended_ns) if ended_ns is not None else None,
+        "duration_ms": round((ended_ns - log.started_ns) / 1e6, 3)
+        if ended_ns is not None
+        else None,
+        "status": status,
+        "stages": [figures.as_dict() for figures in stages],
+        "software_version": text_field(log.software_version, stats),
+        "model_versions": models,
+        "items": items,
+    }
+    try:
+        record = ExecutionRecord.model_validate(data)
+    except Exception:
+        # One item that does not validate must not cost the run: validate each on its
+        # own, drop and count the bad ones.
+        data["items"] = _valid_items(items, build_errors)
+        record = ExecutionRecord.model_validate(data)
+    messages = log.error_messages + build_errors
+    integrity = record.integrity.model_copy(
+        update={
+            "items_recorded": len(record.items),
+            "items_dropped": log.items_dropped + log.unreadable_lines,
+            "items_after_finalize": log.items_after_end,
+            "fields_truncated": stats.truncated,
+            "values_coerced": stats.coerced,
+            "characters_replaced": stats.replaced_chars,
+            "tracker_errors": log.tracker_errors + len(build_errors),
+            "tracker_error_messages": [text_field(m, stats) for m in messages[:5]],
+            "recovered": recovered,
+        }
+    )
+    return record.model_copy(update={"integrity": integrity})
+
+
+def _valid_items(items: list[dict[str, Any]], errors: list[str]) -> list[ExecutionItem]:
+    valid = []
+    for item in items:
+        try:
+            valid.append(ExecutionItem.model_validate(item))
+        except Exception as exc:
+            errors.append(f"item {item.get('sequence')} not valid: {exc}"[:500])
+    return valid
+
+
+def _model_versions(versions: Any, stats: CoercionStats) -> dict[str, str | None]:
+    if not isinstance(versions, dict):
+        stats.coerced += 1
+        return {}
+    out: dict[str, str | None] = {}
+    for name, version in versions.items():
+        key = text_field(name, stats)
+        if key is not None:
+            out[key] = text_field(version, stats)
+    return out
 
 
 def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, Any]:
@@ -28,113 +145,127 @@ def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, A
 
     Wrong types are coerced and counted, never raised: a non-string content
     becomes its string form, a media reference that is neither a ``MediaRef``
-    nor a dict with a ``path`` moves into the metadata.
+    nor a dict with a ``path`` moves into the metadata. The dict also holds
+    ``timestamp_us`` (ignored by the model) for the stage summary.
     """
     (seq, ts, stage, si, li, item_type, content, media_type, media, model, backend,
      duration, metadata, config, extra) = raw  # fmt: skip
-    meta = to_json_value(metadata, max_chars, stats) if metadata is not None else {}
-    if not isinstance(meta, dict):
-        stats.coerced += 1
-        meta = {"value": meta}
+    if metadata is None:
+        meta: dict[str, Any] = {}
+    elif type(metadata) is dict and _plain_mapping(metadata, max_chars):
+        meta = dict(metadata)
+    else:
+        converted = to_json_value(metadata, max_chars, stats)
+        if isinstance(converted, dict):
+            meta = converted
+        else:
+            stats.coerced += 1
+            meta = {"value": converted}
     if extra is not None:
-        stats.coerced += 1
-        args, kwargs = extra
-        if args:
-            meta["extra_args"] = to_json_value(list(args), max_chars, stats)
-        if kwargs:
-            meta.update({str(k): v for k, v in to_json_value(kwargs, max_chars, stats).items()})  # type: ignore[union-attr]
-    text, original_length = _text(content, max_chars, stats)
-    item_type = str_field(item_type, stats) or ItemType.PIPELINE_ERROR.value
+        _merge_extra(extra, meta, max_chars, stats)
+    if type(item_type) is ItemType:
+        kind = item_type
+    elif type(item_type) is str and item_type in _ITEM_TYPES:
+        kind = _ITEM_TYPES[item_type]
+    else:
+        kind = text_field(item_type, stats) or ItemType.PIPELINE_ERROR.value  # type: ignore[assignment]
     if media_type is None:
-        media_type = DEFAULT_MEDIA_TYPE.get(item_type)
+        media_type = DEFAULT_MEDIA_TYPE.get(kind)
+    elif type(media_type) is not MediaType:
+        media_type = text_field(media_type, stats)
+    if type(ts) is not int:
+        stats.coerced += 1
+        ts = _int_or(ts, 0)
+    if content is None or (
+        type(content) is str and len(content) <= max_chars and content.isascii()
+    ):
+        text, original_length = content, None
+    else:
+        text, original_length = _text(content, max_chars, stats)
+    if not (config is None or (type(config) is str and config.isascii() and len(config) <= _NAME)):
+        config = text_field(config, stats)
+    if not (model is None or (type(model) is str and model.isascii() and len(model) <= _NAME)):
+        model = text_field(model, stats)
+    if not (
+        backend is None or (type(backend) is str and backend.isascii() and len(backend) <= _NAME)
+    ):
+        backend = text_field(backend, stats)
+    if not (
+        duration is None
+        or (type(duration) is float and _isfinite(duration))
+        or type(duration) is int
+    ):
+        duration = _opt_float(duration, stats)
+    us = ts // 1000
     return {
-        "sequence": seq,
-        "timestamp": utc_from_ns(ts),
-        "stage": int_field(stage, stats, 0),
-        "stage_iteration": opt_int(si, stats),
-        "loop_iteration": opt_int(li, stats),
-        "item_type": item_type,
-        "media_type": str_field(media_type, stats),
+        "sequence": seq if type(seq) is int else _coerced_int(seq, stats, 0),
+        "timestamp": _EPOCH + timedelta(microseconds=us),
+        "timestamp_us": us,
+        "stage": stage if type(stage) is int else _coerced_int(stage, stats, 0),
+        "stage_iteration": si if si is None or type(si) is int else opt_int(si, stats),
+        "loop_iteration": li if li is None or type(li) is int else opt_int(li, stats),
+        "item_type": kind,
+        "media_type": media_type,
         "content": text,
         "content_length": original_length,
-        "media": media_fields(media, meta, stats),
-        "config": str_field(config, stats),
-        "model": str_field(model, stats),
-        "backend": str_field(backend, stats),
-        "duration_ms": _opt_float(duration, stats),
+        "media": None if media is None else media_fields(media, meta, stats),
+        "config": config,
+        "model": model,
+        "backend": backend,
+        "duration_ms": duration,
         "metadata": meta,
-    }
+    }  # fmt: skip
 
 
-def build_record(tracker: ExecutionTracker) -> ExecutionRecord:
-    """Build the frozen record of ``tracker`` (closed or not: an open run is ``running``)."""
-    stats = CoercionStats()
-    max_chars = tracker.limits.max_text_chars
-    raw_items = sorted(tracker.items[: len(tracker.items)], key=sequence_key)
-    validated = (_validated(raw, max_chars, stats, tracker) for raw in raw_items)
-    items = [item for item in validated if item is not None]
-    status = (
-        tracker.status
-        if tracker.closed
-        else derive_status((item.item_type for item in items), finished=False)
-    )
-    started = utc_from_ns(tracker.started_ns)
-    ended = utc_from_ns(tracker.ended_ns) if tracker.ended_ns is not None else None
-    models = dict(tracker.model_versions)
-    for item in items:
-        if item.model and item.model not in models:
-            models[item.model] = None  # used but of unknown version: not invented
-    counters = tracker.counters
-    record = ExecutionRecord(
-        run_id=tracker.run_id,
-        config_name=tracker.config_name,
-        safety_level=tracker.safety_level,
-        user_id=tracker.user_id,
-        session_id=tracker.session_id,
-        started_at=started,
-        ended_at=ended,
-        duration_ms=round((tracker.ended_ns - tracker.started_ns) / 1e6, 3)
-        if tracker.ended_ns is not None
-        else None,
-        status=status,
-        stages=summarise_stages(items, status, ended),
-        software_version=tracker.software_version,
-        model_versions=models,
-        items=items,
-        integrity=Integrity(
-            items_recorded=len(items),
-            items_dropped=counters["items_dropped"],
-            items_after_finalize=counters["items_after_finalize"],
-            fields_truncated=stats.truncated,
-            values_coerced=stats.coerced,
-            characters_replaced=stats.replaced_chars,
-            tracker_errors=counters["tracker_errors"],
-            tracker_error_messages=tracker.error_messages,
-        ),
-    )
-    return record
+def _plain_mapping(metadata: dict[Any, Any], max_chars: int) -> bool:
+    """Whether ``metadata`` is flat JSON already (str keys; str, int, finite float, bool, None)."""
+    for key, value in metadata.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str:
+            if len(value) > max_chars or not value.isascii():
+                return False
+        elif kind is float:
+            if not _isfinite(value):
+                return False
+        elif not (kind is int or kind is bool or value is None):
+            return False
+    return True
 
 
-def _validated(
-    raw: RawItem, max_chars: int, stats: CoercionStats, tracker: ExecutionTracker
-) -> ExecutionItem | None:
+def _merge_extra(extra: Any, meta: dict[str, Any], max_chars: int, stats: CoercionStats) -> None:
+    """Arguments a call passed beyond its parameters, kept in the metadata (and counted)."""
+    stats.coerced += 1
     try:
-        return ExecutionItem.model_validate(item_dict(raw, max_chars, stats))
-    except Exception as exc:  # a raw item that still does not validate is counted
-        tracker._fault(exc)
-        return None
+        args, kwargs = extra
+    except Exception:
+        meta["extra"] = to_json_value(extra, max_chars, stats)
+        return
+    if args:
+        meta["extra_args"] = to_json_value(list(args), max_chars, stats)
+    if kwargs:
+        converted = to_json_value(kwargs, max_chars, stats)
+        if isinstance(converted, dict):
+            meta.update(converted)
+        else:
+            meta["extra_kwargs"] = converted
 
 
 def sequence_key(raw: RawItem) -> int:
     """Sort key of raw items: their sequence number (0 for a value that is not one)."""
     value = raw[0]
-    return value if isinstance(value, int) else 0
+    return value if type(value) is int else 0
+
+
+def _sequence(raw: RawItem) -> int:
+    return raw[0]  # type: ignore[no-any-return]
 
 
 def _text(value: Any, max_chars: int, stats: CoercionStats) -> tuple[str | None, int | None]:
     if value is None:
         return None, None
-    if not isinstance(value, str):
+    if type(value) is not str:
         stats.coerced += 1
         converted = to_json_value(value, max_chars, stats)
         value = converted if isinstance(converted, str) else _json_text(converted)
@@ -152,22 +283,33 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def str_field(value: Any, stats: CoercionStats) -> str | None:
-    if value is None or isinstance(value, str):
-        if isinstance(value, str):
-            return clean_text(value, 1000, stats)[0]
-        return value
+def text_field(value: Any, stats: CoercionStats) -> str | None:
+    """A short text field (id, name, version) made storable; None stays None."""
+    if value is None:
+        return None
+    if type(value) is str:
+        if len(value) <= MAX_NAME_CHARS and value.isascii():
+            return value
+        return clean_text(value, MAX_NAME_CHARS, stats)[0]
     stats.coerced += 1
-    converted = to_json_value(value, 1000, stats)
+    converted = to_json_value(value, MAX_NAME_CHARS, stats)
     return converted if isinstance(converted, str) else _json_text(converted)
 
 
-def int_field(value: Any, stats: CoercionStats, default: int) -> int:
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except Exception:
+        return default
+
+
+def _coerced_int(value: Any, stats: CoercionStats, default: int) -> int:
     result = opt_int(value, stats)
     return default if result is None else result
 
 
 def opt_int(value: Any, stats: CoercionStats) -> int | None:
+    """``value`` as an int (counted when converted); None when it is none or not a number."""
     if value is None or type(value) is int:
         return value
     stats.coerced += 1
@@ -178,30 +320,26 @@ def opt_int(value: Any, stats: CoercionStats) -> int | None:
 
 
 def _opt_float(value: Any, stats: CoercionStats) -> float | None:
-    if value is None:
-        return None
+    stats.coerced += 1
     try:
         result = float(value)
     except Exception:
-        stats.coerced += 1
         return None
-    if result != result or result in (float("inf"), float("-inf")):
-        stats.coerced += 1
-        return None
-    if type(value) is not float and type(value) is not int:
-        stats.coerced += 1
-    return result
+    return result if _isfinite(result) else None
 
 
 def media_fields(value: Any, meta: dict[str, Any], stats: CoercionStats) -> dict[str, Any] | None:
-    if value is None:
-        return None
+    """A media reference as the record's ``MediaRef`` fields, or None (kept in ``meta``)."""
     if isinstance(value, MediaRef):
         return value.model_dump()
     if isinstance(value, str):
         return {"path": clean_text(value, 4096, stats)[0]}
     if isinstance(value, dict) and isinstance(value.get("path"), str):
         media = {key: value.get(key) for key in _MEDIA_FIELDS}
+        media["path"] = clean_text(value["path"], 4096, stats)[0]
+        for key in ("mime_type", "sha256"):
+            if isinstance(media[key], str):
+                media[key] = text_field(media[key], stats)
         try:
             return MediaRef.model_validate(media).model_dump()
         except Exception:
@@ -211,4 +349,4 @@ def media_fields(value: Any, meta: dict[str, Any], stats: CoercionStats) -> dict
     return None
 
 
-__all__ = ["MediaType", "RunStatus", "build_record", "item_dict", "utc_from_ns"]
+__all__ = ["build_record", "item_dict", "text_field", "utc_from_ns"]

@@ -1,44 +1,75 @@
-"""A journal of runs in flight, written off the pipeline's thread, so a crash loses no run."""
+"""A journal of runs in flight, written off the pipeline's thread, so a crash loses no run.
+
+Each watched run has a file ``<folder>/<run_id>.jsonl`` holding its run log's
+serialisation (``RunLog.lines``): the header is written when the run is
+watched (so a run is durable from the moment it is accepted), new items and
+finally the ending every ``interval_s`` by the journal's thread. The file is
+removed once the run's record is safe. Files a dead process left are turned
+into records by ``recover`` (``incomplete`` unless the run had ended).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import os
+import shutil
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from ._build import item_dict, utc_from_ns
-from ._capture import run_header
-from ._coerce import CoercionStats
+from ._build import build_record
 from ._ids import is_run_id
-from ._items import RawItem
-from ._record import ExecutionItem, ExecutionRecord, Integrity
+from ._media import complete_media
+from ._runlog import DamagedRunLog, RunLog
 from ._store import RecordStore
-from ._summary import summarise_stages
-from ._taxonomy import RunStatus
-
-if TYPE_CHECKING:
-    from ._tracker import ExecutionTracker
 
 logger = logging.getLogger("execution_history")
 
+#: Journal write failures are logged at most once per this many seconds.
+_ERROR_LOG_INTERVAL_S = 10.0
+
+
+@dataclass(slots=True)
+class _Watched:
+    log: RunLog
+    written: int = 0  # items written so far
+    offset: int = 0  # bytes of the file known to be complete
+    ended: bool = False  # the end line is written
+
+
+@dataclass(slots=True)
+class Recovery:
+    """What ``Journal.recover`` did: runs stored, files moved aside, files kept for later."""
+
+    recovered: list[str] = field(default_factory=list)
+    damaged: list[tuple[str, str]] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
+
 
 class Journal:
-    """Appends each watched run's new items to ``<folder>/<run_id>.jsonl`` every ``interval_s``.
+    """Journals watched runs into ``folder``; a processor (``on_start``/``on_end``/``on_stored``).
 
-    The pipeline only appends to its in-memory list; this thread reads the
-    list by index (safe under CPython) and writes JSON lines. A finished run's
-    file is removed once its record is safe; files left behind by a process
-    that died are turned into ``incomplete`` records by ``recover``.
+    Args:
+        folder: where run files go (created when missing).
+        damaged_dir: where files recovery cannot read are moved, with the
+            reason logged; default ``<folder>/damaged``.
+        interval_s: how often new items are written.
     """
 
-    def __init__(self, folder: str | Path, *, interval_s: float = 0.25) -> None:
+    name = "journal"
+
+    def __init__(
+        self, folder: str | Path, *, damaged_dir: str | Path | None = None, interval_s: float = 0.25
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.damaged_dir = Path(damaged_dir) if damaged_dir is not None else self.folder / "damaged"
         self.interval_s = interval_s
-        self._watched: dict[str, tuple[ExecutionTracker, int]] = {}
+        self.write_failures = 0
+        self._last_error_log = 0.0
+        self._watched: dict[str, _Watched] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -46,27 +77,54 @@ class Journal:
         )
         self._thread.start()
 
-    def watch(self, tracker: ExecutionTracker) -> None:
-        """Start journaling ``tracker``'s run."""
-        with self._lock:
-            self._watched[tracker.run_id] = (tracker, 0)
+    # -------------------------------------------------------------- processor
 
-    def forget(self, run_id: str) -> None:
+    def on_start(self, log: RunLog) -> None:
+        """Watch ``log`` and write its header now (the run is durable when this returns).
+
+        Idempotent: a run already watched is left as it is.
+
+        Raises:
+            OSError: the header could not be written (the run is then not watched).
+        """
+        with self._lock:
+            if log.run_id in self._watched:
+                return
+            path = self._path(log.run_id)
+            data = (log.header_line() + "\n").encode("ascii")
+            try:
+                with path.open("wb") as handle:
+                    handle.write(data)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
+            self._watched[log.run_id] = _Watched(log, 0, len(data))
+
+    def on_end(self, log: RunLog) -> None:
+        """Nothing to do at once: the thread writes the ending with the last items."""
+
+    def on_stored(self, log: RunLog) -> None:
         """The run's record is safe: stop journaling it and remove its file."""
         with self._lock:
-            watched = self._watched.pop(run_id, None)
-            if watched is None or watched[1]:  # a file exists only once items were written
+            if self._watched.pop(log.run_id, None) is not None:
                 with contextlib.suppress(OSError):
-                    self._path(run_id).unlink()
+                    self._path(log.run_id).unlink()
+
+    def watching(self) -> int:
+        """Runs journaled now."""
+        return len(self._watched)
+
+    # ----------------------------------------------------------------- writes
 
     def flush(self) -> None:
-        """Write every watched run's new items now."""
+        """Write every watched run's new items (and ending) now."""
         with self._lock:
-            for run_id, (tracker, written) in list(self._watched.items()):
+            for watched in list(self._watched.values()):
                 try:
-                    self._watched[run_id] = (tracker, self._append(tracker, written))
-                except Exception:
-                    logger.exception("journal of run %s not written", run_id)
+                    self._append(watched)
+                except OSError as exc:
+                    self._failed(watched, exc)
 
     def close(self) -> None:
         """Flush once more and stop the thread (files of unfinished runs stay)."""
@@ -81,31 +139,51 @@ class Journal:
     def _path(self, run_id: str) -> Path:
         return self.folder / f"{run_id}.jsonl"
 
-    def _append(self, tracker: ExecutionTracker, written: int) -> int:
-        items = tracker.items
-        end = len(items)
-        if end == written and written:
-            return written
-        lines: list[str] = []
-        if written == 0:
-            lines.append(json.dumps(_header(tracker), ensure_ascii=False))
-        for raw in items[written:end]:
-            lines.append(_raw_line(raw, tracker.limits.max_text_chars))
-        with self._path(tracker.run_id).open("a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        return end
+    def _append(self, watched: _Watched) -> None:
+        log = watched.log
+        closed = log.closed  # read before the items, so an end line never misses an item
+        end = len(log.items)
+        if end == watched.written and (watched.ended or not closed):
+            return
+        lines = [log.item_line(raw) for raw in log.items[watched.written : end]]
+        if closed:
+            lines.append(log.end_line())
+        data = ("\n".join(lines) + "\n").encode("ascii")
+        with self._path(log.run_id).open("ab") as handle:
+            handle.write(data)
+        watched.written, watched.offset, watched.ended = end, watched.offset + len(data), closed
 
-    # ---------------------------------------------------------------- recovery
+    def _failed(self, watched: _Watched, exc: OSError) -> None:
+        """A write failed (disk full, read-only): cut the file back to its last whole line.
 
-    def recover(self, store: RecordStore) -> list[str]:
-        """Store an ``incomplete`` record for every run a dead process left here.
-
-        Call at start-up, before new runs begin. Returns the recovered run ids.
-        A file whose record cannot be stored is kept for the next start. A run
-        the store already has (the process died after storing it, before
-        removing its journal) is left as stored: its journal is only removed.
+        The items stay in memory and are written again at the next flush;
+        the run's record does not depend on the journal unless the process dies.
         """
-        recovered: list[str] = []
+        self.write_failures += 1
+        with contextlib.suppress(OSError):
+            os.truncate(self._path(watched.log.run_id), watched.offset)
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL_S:
+            self._last_error_log = now
+            logger.error(
+                "journal of run %s not written (%d failure(s) so far): %s",
+                watched.log.run_id,
+                self.write_failures,
+                exc,
+            )
+
+    # --------------------------------------------------------------- recovery
+
+    def recover(self, store: RecordStore) -> Recovery:
+        """Store a record for every run a dead process left here.
+
+        Call at start-up, before new runs begin. A run the store already has
+        (the process died after storing it) only loses its file. A file that
+        holds no readable header (empty, or cut in its first line) is moved to
+        ``damaged_dir`` with the reason logged, so it never fails again. A file
+        whose record cannot be stored now is kept for the next start.
+        """
+        report = Recovery()
         with self._lock:
             watched = set(self._watched)
         paths = [
@@ -113,91 +191,39 @@ class Journal:
             for p in sorted(self.folder.glob("*.jsonl"))
             if is_run_id(p.stem) and p.stem not in watched
         ]
-        stored = store.run_ids([p.stem for p in paths])
+        stored = store.run_ids([p.stem for p in paths]) if paths else set()
         for path in paths:
             if path.stem in stored:
                 with contextlib.suppress(OSError):
                     path.unlink()
                 continue
             try:
-                record = _record_from_journal(path)
+                with path.open(encoding="ascii", errors="replace") as handle:
+                    log = RunLog.from_lines(handle)
+            except (DamagedRunLog, OSError) as exc:
+                self._move_aside(path, str(exc), report)
+                continue
+            try:
+                record = complete_media(build_record(log, recovered=True), log.media_dir)
                 store.save(record)
             except Exception as exc:
-                logger.error("journal %s not recovered: %s", path.name, exc)
+                logger.error("journal %s not recovered now, kept for later: %s", path.name, exc)
+                report.kept.append((path.name, str(exc)))
                 continue
-            path.unlink()
-            recovered.append(record.run_id)
-        return recovered
+            with contextlib.suppress(OSError):
+                path.unlink()
+            report.recovered.append(record.run_id)
+        return report
 
-
-def _header(tracker: ExecutionTracker) -> dict[str, Any]:
-    return {"journal": 1, **run_header(tracker)}
-
-
-def _raw_line(raw: RawItem, max_chars: int) -> str:
-    """One journal line: the raw item as a JSON array, converted as little as possible.
-
-    The journal runs for every live run, so it avoids the full conversion;
-    values plain JSON cannot hold are written as their ``repr``, and an item
-    that still does not serialise (a cycle) takes the careful path.
-    """
-    try:
-        return json.dumps(list(raw), default=_journal_value)
-    except (ValueError, TypeError, RecursionError):
-        converted = item_dict(raw, max_chars, CoercionStats())
-        converted["timestamp"] = raw[1]
-        return json.dumps(
-            [converted[key] for key in _RAW_FIELDS[:-1]] + [None], default=_journal_value
-        )
-
-
-_RAW_FIELDS = (
-    "sequence", "timestamp", "stage", "stage_iteration", "loop_iteration", "item_type",
-    "content", "media_type", "media", "model", "backend", "duration_ms", "metadata", "config",
-    "extra",
-)  # fmt: skip
-
-
-def _journal_value(value: object) -> object:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")
-    try:
-        return repr(value)
-    except Exception:
-        return f"<unrepresentable {type(value).__qualname__}>"
-
-
-def _record_from_journal(path: Path) -> ExecutionRecord:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = json.loads(lines[0])
-    items: list[ExecutionItem] = []
-    unreadable = 0
-    stats = CoercionStats()
-    for line in lines[1:]:
+    def _move_aside(self, path: Path, reason: str, report: Recovery) -> None:
         try:
-            raw = RawItem(json.loads(line))
-            items.append(ExecutionItem.model_validate(item_dict(raw, 1 << 62, stats)))
-        except Exception:
-            unreadable += 1  # a line cut short by the crash
-    items.sort(key=lambda item: item.sequence)
-    status = RunStatus.INCOMPLETE
-    return ExecutionRecord(
-        run_id=header["run_id"],
-        config_name=header.get("config_name"),
-        safety_level=header.get("safety_level"),
-        user_id=header.get("user_id"),
-        session_id=header.get("session_id"),
-        started_at=utc_from_ns(int(header["started_ns"])),
-        ended_at=None,
-        status=status,
-        stages=summarise_stages(items, status, None),
-        software_version=header.get("software_version"),
-        model_versions=header.get("model_versions") or {},
-        items=items,
-        integrity=Integrity(
-            items_recorded=len(items),
-            items_dropped=unreadable,
-            recovered=True,
-        ),
-    )
+            self.damaged_dir.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(self.damaged_dir / path.name))
+            where = str(self.damaged_dir / path.name)
+        except OSError as exc:
+            where = f"left in place ({exc})"
+        logger.error("journal %s cannot be recovered (%s); moved to %s", path.name, reason, where)
+        report.damaged.append((path.name, reason))
+
+
+__all__ = ["Journal", "Recovery"]

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._build import item_dict
 from ._coerce import CoercionStats
-from ._items import RawItem
 from ._record import ExecutionItem, ExecutionRecord, StageSummary
+from ._runlog import RawItem
 from ._summary import summarise_stages
 from ._taxonomy import OUTPUT_ITEM_TYPES, ItemType, RunStatus
 

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._taxonomy import TAXONOMY_VERSION, ItemType, MediaType, RunStatus, StageStatus
 
@@ -46,10 +46,13 @@ class ExecutionItem(BaseModel):
     loop_iteration: int | None = Field(
         default=None, description="Output config number in stages 3 and 4; None outside."
     )
+    # left_to_right: a known name becomes the enum member, an unknown one (from a newer
+    # taxonomy) is kept as a string; done by pydantic-core, no Python call per item.
     item_type: ItemType | str = Field(
-        description="An ItemType; an unknown type from a newer taxonomy is kept as a string."
+        union_mode="left_to_right",
+        description="An ItemType; an unknown type from a newer taxonomy is kept as a string.",
     )
-    media_type: MediaType | str | None = None
+    media_type: MediaType | str | None = Field(default=None, union_mode="left_to_right")
     content: str | None = None
     content_length: int | None = Field(
         default=None, description="The original length in characters when content was truncated."
@@ -60,26 +63,6 @@ class ExecutionItem(BaseModel):
     backend: str | None = None
     duration_ms: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("item_type", mode="before")
-    @classmethod
-    def _keep_unknown_item_type(cls, value: Any) -> Any:
-        if isinstance(value, str) and not isinstance(value, ItemType):
-            try:
-                return ItemType(value)
-            except ValueError:
-                logger.warning("record holds item type %r unknown to this version; kept", value)
-        return value
-
-    @field_validator("media_type", mode="before")
-    @classmethod
-    def _keep_unknown_media_type(cls, value: Any) -> Any:
-        if isinstance(value, str) and not isinstance(value, MediaType):
-            try:
-                return MediaType(value)
-            except ValueError:
-                logger.warning("record holds media type %r unknown to this version; kept", value)
-        return value
 
 
 class StageSummary(BaseModel):
@@ -162,6 +145,19 @@ class ExecutionRecord(BaseModel):
             logger.warning("record holds status %r unknown to this version; read as error", value)
             return RunStatus.ERROR
         return value
+
+    @model_validator(mode="after")
+    def _log_unknown_types(self) -> ExecutionRecord:
+        for item in self.items:
+            if type(item.item_type) is str or type(item.media_type) is str:
+                logger.warning(
+                    "record %s holds item type %r or media type %r unknown to this version; kept",
+                    self.run_id,
+                    item.item_type,
+                    item.media_type,
+                )
+                break
+        return self
 
     def pseudonymised(self, pseudonymise: Any) -> ExecutionRecord:
         """A copy safe to show outside the store: raw ids replaced by keyed pseudonyms.

@@ -1,10 +1,7 @@
-"""A finished run's summary read straight from its raw items, without building the record.
+"""A finished run's summary (the answer to "run and wait"), derived from its record.
 
-A server that answers "the run has ended" with a summary should not pay for
-building and validating the whole record (the store does that later). The
-summary applies the record builder's own conversions to the few fields it
-reads and the record's own stage summariser, so it agrees with the record
-built later: same status, same stage summaries, same final text and media.
+There is one route from raw items to figures, the builder; the summary only
+picks from the record it made, so it can never disagree with the record.
 """
 
 from __future__ import annotations
@@ -12,24 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._build import (
-    clean_content,
-    int_field,
-    media_fields,
-    opt_int,
-    sequence_key,
-    str_field,
-    utc_from_ns,
-)
-from ._coerce import CoercionStats
-from ._items import RawItem
-from ._summary import StageFigures, StageRow, derive_status, json_time, summarise_stage_rows
+from ._record import ExecutionRecord, StageSummary
+from ._summary import json_time
 from ._taxonomy import ItemType, RunStatus
-
-if TYPE_CHECKING:
-    from ._tracker import ExecutionTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +28,7 @@ class OutputMedia:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """What a finished run did, in brief: the answer to "run and wait"."""
+    """What a finished run did, in brief."""
 
     run_id: str
     config_name: str | None
@@ -54,7 +38,7 @@ class RunSummary:
     ended_at: datetime | None
     duration_ms: float | None
     items: int
-    stages: list[StageFigures]
+    stages: list[StageSummary]
     interception_final: str | None
     outputs: list[OutputMedia]
 
@@ -84,57 +68,35 @@ class RunSummary:
             "ended_at": json_time(self.ended_at),
             "duration_ms": self.duration_ms,
             "items": self.items,
-            "stages": [stage.to_json() for stage in self.stages],
+            "stages": [stage.model_dump(mode="json") for stage in self.stages],
             "interception_final": self.interception_final,
             "outputs": outputs,
         }
 
 
-def summarise_run(tracker: ExecutionTracker) -> RunSummary:
-    """The summary of ``tracker``'s run (closed or not: an open run is ``running``)."""
-    stats = CoercionStats()  # the record's counters come from the build, not from here
-    max_chars = tracker.limits.max_text_chars
-    raw_items: list[RawItem] = sorted(tracker.items[: len(tracker.items)], key=sequence_key)
-    rows: list[StageRow] = []
+def summarise_run(record: ExecutionRecord) -> RunSummary:
+    """The summary of ``record``'s run."""
     final: str | None = None
     outputs: list[OutputMedia] = []
-    for raw in raw_items:
-        # The builder's conversions, skipped for the values the tracker itself logs.
-        stage, item_type, iteration, loop = raw[2], raw[5], raw[3], raw[4]
-        if type(stage) is not int:
-            stage = int_field(stage, stats, 0)
-        if type(item_type) is not ItemType:
-            item_type = str_field(item_type, stats) or ItemType.PIPELINE_ERROR.value
-        if iteration is not None and type(iteration) is not int:
-            iteration = opt_int(iteration, stats)
-        if loop is not None and type(loop) is not int:
-            loop = opt_int(loop, stats)
-        rows.append((stage, item_type, raw[1] // 1000, iteration, loop))
-        if item_type == ItemType.INTERCEPTION_FINAL:
-            final = clean_content(raw[6], max_chars, stats)
-        if raw[8] is not None:
-            media = media_fields(raw[8], {}, stats)
-            if media is not None:
-                path, mime = media["path"], media.get("mime_type")
-                outputs.append(OutputMedia(loop, str(item_type), path, mime))
-    status = (
-        tracker.status if tracker.closed else derive_status((r[1] for r in rows), finished=False)
-    )
-    ended_ns = tracker.ended_ns
+    for item in record.items:
+        if item.item_type == ItemType.INTERCEPTION_FINAL:
+            final = item.content
+        if item.media is not None:
+            outputs.append(
+                OutputMedia(
+                    item.loop_iteration, str(item.item_type), item.media.path, item.media.mime_type
+                )
+            )
     return RunSummary(
-        run_id=tracker.run_id,
-        config_name=tracker.config_name,
-        safety_level=tracker.safety_level,
-        status=status,
-        started_at=utc_from_ns(tracker.started_ns),
-        ended_at=utc_from_ns(ended_ns) if ended_ns is not None else None,
-        duration_ms=round((ended_ns - tracker.started_ns) / 1e6, 3)
-        if ended_ns is not None
-        else None,
-        items=len(raw_items),
-        stages=summarise_stage_rows(
-            rows, status, ended_ns // 1000 if ended_ns is not None else None
-        ),
+        run_id=record.run_id,
+        config_name=record.config_name,
+        safety_level=record.safety_level,
+        status=record.status,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        duration_ms=record.duration_ms,
+        items=len(record.items),
+        stages=list(record.stages),
         interception_final=final,
         outputs=outputs,
     )

@@ -59,6 +59,8 @@ class StoreSink:
     """
 
     name = "store"
+    #: A run is safe only once this sink (or its fallback) kept it.
+    durable = True
 
     def __init__(
         self,
@@ -116,6 +118,23 @@ class StoreSink:
             path.unlink()
             imported.append(record.run_id)
         return imported
+
+    def load_quarantined(self, run_id: str) -> ExecutionRecord | None:
+        """The quarantined record of ``run_id`` (a validated run id), or None."""
+        path = self.quarantine_dir / f"{run_id}.json"
+        try:
+            return ExecutionRecord.model_validate_json(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def quarantined_records(self) -> list[ExecutionRecord]:
+        """Every readable quarantined record (for statistics of runs not in the store)."""
+        records = []
+        for run_id in self.quarantined():
+            record = self.load_quarantined(run_id)
+            if record is not None:
+                records.append(record)
+        return records
 
     def quarantined(self) -> list[str]:
         """Run ids waiting in the quarantine folder."""

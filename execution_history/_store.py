@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 import threading
@@ -12,9 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._capture import record_from_capture
-from ._finaliser import complete_media
+from ._build import build_record
+from ._media import complete_media
 from ._record import ExecutionRecord, SinkOutcome
+from ._runlog import RawItem, RunLog, new_raw_item
+from ._taxonomy import RunStatus
 
 logger = logging.getLogger("execution_history")
 
@@ -52,10 +55,6 @@ CREATE TABLE IF NOT EXISTS run_stages (
     blocks   INTEGER NOT NULL,
     PRIMARY KEY (run_id, stage)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS captured_runs (
-    run_id  TEXT PRIMARY KEY,
-    payload BLOB NOT NULL
-);
 """
 
 _COLUMNS = (
@@ -107,6 +106,19 @@ class RunFilter:
             params.append(utc_text(self.until))
         return (" AND ".join(clauses) or "1"), params
 
+    def matches(self, record: ExecutionRecord) -> bool:
+        """Whether ``record`` is selected (for runs not in a store yet)."""
+        started = utc_text(record.started_at)
+        return (
+            (self.config is None or record.config_name == self.config)
+            and (self.status is None or str(record.status) == self.status)
+            and (self.safety_level is None or record.safety_level == self.safety_level)
+            and (self.session_id is None or record.session_id == self.session_id)
+            and (self.user_id is None or record.user_id == self.user_id)
+            and (self.since is None or started >= utc_text(self.since))
+            and (self.until is None or started < utc_text(self.until))
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
@@ -148,7 +160,14 @@ class Stats:
 
 
 class RecordStore(Protocol):
-    """Where finished records live. Implementations are safe across threads."""
+    """Where finished records live: everything a caller may ask of a store.
+
+    Implementations are safe across threads (and, for a shared database,
+    across processes). Nothing outside a store module knows which database
+    is behind it. Every method may raise when the database cannot be
+    reached; the caller decides what that means (the store sink retries and
+    quarantines, a reader answers "unavailable").
+    """
 
     def save(self, record: ExecutionRecord) -> None:
         """Store ``record`` durably, replacing a stored record with the same run id."""
@@ -156,10 +175,16 @@ class RecordStore(Protocol):
     def load(self, run_id: str) -> ExecutionRecord | None:
         """The stored record, or None when there is none."""
 
+    def load_json(self, run_id: str) -> str | None:
+        """The stored record's JSON text as written, or None."""
+
     def list_runs(
         self, filters: RunFilter = ..., limit: int = 50, after: tuple[str, str] | None = None
     ) -> list[RunRow]:
         """Runs newest first, ``limit`` at most, strictly after the keyset position ``after``."""
+
+    def iter_runs(self, filters: RunFilter = ..., page: int = 200) -> Iterator[RunRow]:
+        """Every matching run, newest first, fetched page by page (flat memory)."""
 
     def count(self, filters: RunFilter = ...) -> int:
         """How many runs match."""
@@ -173,8 +198,23 @@ class RecordStore(Protocol):
     def delete_user(self, user_id: str) -> list[str]:
         """Remove every run of one person; returns their run ids."""
 
+    def delete_older_than(self, moment: datetime, dry_run: bool = False) -> list[str]:
+        """Remove runs that started before ``moment`` (retention); returns their ids."""
+
     def run_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored."""
+
+    def ping(self) -> str | None:
+        """None when the store can be read and written now, else why not (for health)."""
+
+    def describe(self) -> str:
+        """Where the store is, for people (a path or a URL without its password)."""
+
+    def size_bytes(self) -> int | None:
+        """Bytes the store takes, when it can tell."""
+
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
 
 
 class SQLiteRecordStore:
@@ -208,6 +248,7 @@ class SQLiteRecordStore:
         with contextlib.closing(sqlite3.connect(self.path, timeout=busy_timeout_s)) as conn:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
+        _build_legacy_captures(self)
 
     # -------------------------------------------------------------- connections
 
@@ -230,10 +271,6 @@ class SQLiteRecordStore:
             with self._lock:
                 self._connections.append(conn)
         return conn
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        yield self._conn()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -262,76 +299,16 @@ class SQLiteRecordStore:
         """Store ``record`` durably (one transaction); replaces an earlier version."""
         with self._transaction() as conn:
             _write(conn, record)
-            conn.execute("DELETE FROM captured_runs WHERE run_id = ?", (record.run_id,))
-
-    def save_captures(self, captures: Sequence[tuple[str, bytes]]) -> None:
-        """Store runs' captures (run id, ``capture_payload``) durably, 400 per transaction.
-
-        The cheap write a busy server makes: the record is built from the
-        capture when the run is first read (or by ``build_captured``).
-        """
-        # One statement in autocommit, one implicit transaction: every statement releases
-        # and retakes the interpreter lock, which costs a busy server more than the SQL.
-        conn = self._conn()
-        for start in range(0, len(captures), 400):
-            chunk = captures[start : start + 400]
-            conn.execute(
-                "INSERT OR REPLACE INTO captured_runs VALUES " + ",".join(["(?, ?)"] * len(chunk)),
-                [value for row in chunk for value in row],
-            )
-
-    def build_captured(self, limit: int | None = None, run_id: str | None = None) -> int:
-        """Build stored captures into records (all, at most ``limit``, or one run's); returns
-        how many were built.
-
-        A capture that cannot be built is logged and kept, so nothing is lost;
-        it does not hide the runs that can.
-        """
-        sql = "SELECT run_id, payload FROM captured_runs"
-        params: list[Any] = []
-        if run_id is not None:
-            sql += " WHERE run_id = ?"
-            params.append(run_id)
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        rows = self._conn().execute(sql, params).fetchall()
-        records: list[ExecutionRecord] = []
-        for captured_id, payload in rows:
-            try:
-                records.append(_record_of_capture(payload))
-            except Exception as exc:
-                logger.error("capture of run %s cannot be built: %s", captured_id, exc)
-        if records:
-            with self._transaction() as conn:
-                for record in records:
-                    _write(conn, record)
-                    conn.execute("DELETE FROM captured_runs WHERE run_id = ?", (record.run_id,))
-        return len(records)
-
-    def _build_before_read(self, run_id: str | None = None) -> None:
-        """Build waiting captures so a read sees them; a store it cannot write (read-only
-        file, a lock held too long) is read as it is, with a warning."""
-        try:
-            self.build_captured(run_id=run_id)
-        except sqlite3.Error as exc:
-            logger.warning("captured runs not built before reading (%s); reading without", exc)
-
-    def captured(self) -> int:
-        """Captures stored and not yet built into records."""
-        return int(self._conn().execute("SELECT COUNT(*) FROM captured_runs").fetchone()[0])
 
     def delete(self, run_id: str) -> bool:
         """Remove one run; True when it existed."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
-            captured = conn.execute("DELETE FROM captured_runs WHERE run_id = ?", (run_id,))
             deleted = conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-            return deleted.rowcount + captured.rowcount > 0
+            return deleted.rowcount > 0
 
     def delete_user(self, user_id: str) -> list[str]:
         """Remove every run of one person (erasure); returns their run ids."""
-        self.build_captured()  # raises when it cannot: erasure must reach every run
         with self._transaction() as conn:
             ids = [
                 r[0] for r in conn.execute("SELECT run_id FROM runs WHERE user_id = ?", (user_id,))
@@ -342,7 +319,6 @@ class SQLiteRecordStore:
 
     def delete_older_than(self, moment: datetime, dry_run: bool = False) -> list[str]:
         """Remove runs that started before ``moment`` (retention); returns their ids."""
-        self.build_captured()
         cutoff = utc_text(moment)
         with self._transaction() as conn:
             ids = [
@@ -358,7 +334,6 @@ class SQLiteRecordStore:
 
     def load(self, run_id: str) -> ExecutionRecord | None:
         """The stored record, or None. Records of older taxonomies load as they are."""
-        self._build_before_read(run_id)
         row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -366,7 +341,6 @@ class SQLiteRecordStore:
 
     def load_json(self, run_id: str) -> str | None:
         """The stored record's JSON text as written, or None."""
-        self._build_before_read(run_id)
         row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -377,7 +351,6 @@ class SQLiteRecordStore:
         after: tuple[str, str] | None = None,
     ) -> list[RunRow]:
         """Runs newest first (started_at, then run_id), at most ``limit``, after ``after``."""
-        self._build_before_read()
         where, params = filters.where()
         if after is not None:
             where += " AND (runs.started_at, runs.run_id) < (?, ?)"
@@ -401,7 +374,6 @@ class SQLiteRecordStore:
 
     def count(self, filters: RunFilter = RunFilter()) -> int:
         """How many runs match."""
-        self._build_before_read()
         where, params = filters.where()
         return int(
             self._conn().execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
@@ -411,7 +383,7 @@ class SQLiteRecordStore:
         """Counts by status, config, safety level and day; per-stage totals; integrity totals."""
         where, params = filters.where()
         conn = self._conn()
-        result = Stats(runs=self.count(filters))  # count() builds waiting captures first
+        result = Stats(runs=self.count(filters))
         for column, target in (
             ("status", result.by_status),
             ("config_name", result.by_config),
@@ -445,6 +417,19 @@ class SQLiteRecordStore:
         }
         return result
 
+    def ping(self) -> str | None:
+        """None when the database answers a write now, else the reason."""
+        try:
+            with self._transaction() as conn:
+                conn.execute("SELECT COUNT(*) FROM runs WHERE run_id = ''").fetchone()
+        except sqlite3.Error as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def describe(self) -> str:
+        """The database file's path."""
+        return str(self.path)
+
     def size_bytes(self) -> int:
         """Bytes on disk of the database and its WAL."""
         total = 0
@@ -456,7 +441,6 @@ class SQLiteRecordStore:
 
     def run_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored."""
-        self._build_before_read()
         conn = self._conn()
         found: set[str] = set()
         for start in range(0, len(ids), 500):
@@ -498,10 +482,80 @@ def _write(conn: sqlite3.Connection, record: ExecutionRecord) -> None:
     conn.executemany("INSERT INTO run_stages VALUES (?, ?, ?, ?, ?, ?)", stages)
 
 
-def _record_of_capture(payload: bytes | str) -> ExecutionRecord:
-    """The finished record of a stored capture: built, media measured, the store's outcome."""
-    record, media_dir = record_from_capture(payload)
-    record = complete_media(record, media_dir)
-    sinks = [SinkOutcome(name="store", status="ok", attempts=1)]
-    integrity = record.integrity.model_copy(update={"sinks": sinks})
-    return record.model_copy(update={"integrity": integrity})
+def open_store(database: str | Path) -> RecordStore:
+    """The store a database URL or path names: the one place that maps a name to a store.
+
+    Args:
+        database: ``sqlite:///path/to/file.sqlite3`` or a plain file path.
+
+    Raises:
+        ValueError: a URL scheme this version has no store for (named in the message).
+    """
+    text = str(database)
+    if "://" not in text:
+        return SQLiteRecordStore(Path(text))
+    scheme, _, rest = text.partition("://")
+    if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
+        return SQLiteRecordStore(Path(rest[1:]))  # sqlite:///relative, sqlite:////absolute
+    raise ValueError(
+        f"no store for database URL scheme {scheme!r}: use sqlite:///path/to/file.sqlite3"
+    )
+
+
+def _build_legacy_captures(store: SQLiteRecordStore) -> None:
+    """Turn runs an earlier version stored as raw captures (``captured_runs``) into records.
+
+    That version stored each run's raw items and built the record when it was
+    read; a database it left may still hold such runs. Each is built by the
+    one builder and stored; a capture that cannot be read stays in its table
+    (logged), so nothing is lost.
+    """
+    conn = store._conn()
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'captured_runs'"
+    ).fetchone()
+    if not exists:
+        return
+    for run_id, payload in conn.execute("SELECT run_id, payload FROM captured_runs").fetchall():
+        try:
+            log = _log_of_capture(payload)
+            record = complete_media(build_record(log), log.media_dir)
+            sinks = [SinkOutcome(name="store", status="ok", attempts=1)]
+            record = record.model_copy(
+                update={"integrity": record.integrity.model_copy(update={"sinks": sinks})}
+            )
+        except Exception as exc:
+            logger.error("stored capture of run %s cannot be built: %s", run_id, exc)
+            continue
+        with store._transaction() as tx:
+            _write(tx, record)
+            tx.execute("DELETE FROM captured_runs WHERE run_id = ?", (run_id,))
+
+
+def _log_of_capture(payload: bytes | str) -> RunLog:
+    """The run log of one capture of the earlier format (format 1)."""
+    data = json.loads(payload)
+    if not isinstance(data, dict) or data.get("capture") != 1:
+        raise ValueError("not a run capture of format 1")
+    media_dir = data.get("media_dir")
+    log = RunLog(
+        str(data["run_id"]),
+        data.get("config_name"),
+        safety_level=data.get("safety_level"),
+        user_id=data.get("user_id"),
+        session_id=data.get("session_id"),
+        started_ns=int(data["started_ns"]),
+        software_version=data.get("software_version"),
+        model_versions=dict(data.get("model_versions") or {}),
+        max_text_chars=int(data["max_text_chars"]),
+        media_dir=Path(media_dir) if isinstance(media_dir, str) else None,
+    )
+    log.items.extend(new_raw_item(RawItem, raw) for raw in data["items"])
+    counters = data.get("counters") or {}
+    log.items_dropped = int(counters.get("items_dropped", 0))
+    log.items_after_end = int(counters.get("items_after_finalize", 0))
+    log.tracker_errors = int(counters.get("tracker_errors", 0))
+    log.error_messages = [str(m) for m in data.get("error_messages") or []]
+    if data.get("ended_ns") is not None:
+        log.end(RunStatus(data["status"]), int(data["ended_ns"]))
+    return log

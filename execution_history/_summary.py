@@ -145,6 +145,22 @@ class StageFigures:
     ended_at: datetime | None
     duration_ms: float | None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a dict, for ``StageSummary.model_validate``."""
+        return {
+            "stage": self.stage,
+            "name": self.name,
+            "status": self.status,
+            "items": self.items,
+            "failures": self.failures,
+            "blocks": self.blocks,
+            "iterations": self.iterations,
+            "loops": self.loops,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_ms": self.duration_ms,
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The same JSON object ``StageSummary.model_dump(mode="json")`` gives."""
         return {

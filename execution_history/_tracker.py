@@ -20,18 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from ._build import build_record
-from ._finaliser import complete_media
+from ._finaliser import Finaliser
 from ._ids import new_run_id
-from ._items import RawItem, new_raw_item
+from ._media import complete_media
 from ._record import ExecutionRecord
+from ._runlog import RawItem, RunLog, new_raw_item
 from ._summary import derive_status
 from ._taxonomy import ItemType, MediaType, RunStatus
-
-if TYPE_CHECKING:
-    from ._finaliser import Finaliser
 
 logger = logging.getLogger("execution_history")
 
@@ -41,8 +39,6 @@ _R = TypeVar("_R")
 
 #: Tracker errors are logged at most once per this many seconds per tracker.
 _ERROR_LOG_INTERVAL_S = 10.0
-#: How many tracker error messages the integrity block keeps.
-KEPT_ERROR_MESSAGES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,40 +159,20 @@ class ExecutionTracker:
 
     __slots__ = (
         "_append",
-        "_closed",
-        "_done",
-        "_done_event",
-        "_error_messages",
         "_error_stage",
-        "_errors",
         "_last_error_log",
-        "_late_count",
         "_lock",
         "_loop",
         "_max_items",
-        "_overflow_count",
-        "_record",
         "_seq",
         "_si",
         "_stage",
         "_started",
-        "_submitted",
         "_token",
         "_transition_stage",
-        "config_name",
-        "ended_ns",
         "finaliser",
-        "items",
         "limits",
-        "media_dir",
-        "model_versions",
-        "run_id",
-        "safety_level",
-        "session_id",
-        "software_version",
-        "started_ns",
-        "status",
-        "user_id",
+        "run_log",
     )
 
     def __init__(
@@ -213,18 +189,20 @@ class ExecutionTracker:
         model_versions: dict[str, str | None] | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self.config_name = config_name
-        self.safety_level = safety_level
-        self.user_id = user_id
-        self.session_id = session_id
-        self.run_id = run_id or new_run_id()
+        self.run_log = log = RunLog(
+            run_id or new_run_id(),
+            config_name,
+            safety_level=safety_level,
+            user_id=user_id,
+            session_id=session_id,
+            software_version=software_version,
+            model_versions=dict(model_versions) if model_versions else {},
+            max_text_chars=limits.max_text_chars,
+            media_dir=Path(media_dir) if media_dir is not None else None,
+        )
         self.finaliser = finaliser
-        self.media_dir = Path(media_dir) if media_dir is not None else None
-        self.software_version = software_version
-        self.model_versions = dict(model_versions or {})
         self.limits = limits
-        self.items: list[RawItem] = []
-        self._append = self.items.append
+        self._append = log.items.append
         self._seq = itertools.count(1)
         self._max_items = limits.max_items
         self._stage = 0
@@ -232,22 +210,43 @@ class ExecutionTracker:
         self._loop: int | None = None
         self._transition_stage = 0
         self._error_stage: int | None = None
-        self._errors = 0
-        self._error_messages: list[str] = []
         self._last_error_log = 0.0
-        self._overflow_count = 0
-        self._late_count = 0
-        self._closed = False
-        self._submitted = False
         self._started = False
         self._token: contextvars.Token[Any] | None = None
-        self._record: ExecutionRecord | None = None
         self._lock = threading.Lock()
-        self._done = False
-        self._done_event: threading.Event | None = None
-        self.started_ns = _time_ns()
-        self.ended_ns: int | None = None
-        self.status = RunStatus.RUNNING
+
+    # ------------------------------------------------------------- the run log
+    # Read-only views of the run log, for code that holds the tracker.
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.run_log.run_id
+
+    @property
+    def config_name(self) -> str | None:
+        """The pipeline config this run executes."""
+        value: str | None = self.run_log.config_name
+        return value
+
+    @property
+    def items(self) -> list[RawItem]:
+        """The raw items recorded so far (the run log's list: do not change it)."""
+        return self.run_log.items
+
+    @property
+    def status(self) -> RunStatus:
+        """``running`` until the run is closed, then how it ended."""
+        return self.run_log.status
+
+    @property
+    def media_dir(self) -> Path | None:
+        """The run's media folder, where the finaliser measures media files."""
+        return self.run_log.media_dir
+
+    @media_dir.setter
+    def media_dir(self, value: str | Path | None) -> None:
+        self.run_log.media_dir = Path(value) if value is not None else None
 
     # ------------------------------------------------------------------ hot path
 
@@ -470,7 +469,7 @@ class ExecutionTracker:
                 self._add(ItemType.PIPELINE_START, None, None, None, None, None, None, None,
                           self.config_name, None)  # fmt: skip
                 if self.finaliser is not None:
-                    self.finaliser.started(self)
+                    self.finaliser.start(self.run_log)
         except Exception as exc:
             self._fault(exc)
         return self
@@ -487,7 +486,7 @@ class ExecutionTracker:
         self._close(exc)
         try:
             if self.finaliser is not None:
-                self.finaliser.submit(self)
+                self.finaliser.end(self.run_log)
             else:
                 self.finalize()
         except Exception as error:
@@ -498,18 +497,17 @@ class ExecutionTracker:
         """Record how the run ended and freeze the item list; runs once."""
         try:
             with self._lock:
-                if self._closed:
+                log = self.run_log
+                if log.closed:
                     return
-                # The closing items are kept even when the run hit its item cap.
                 self._max_items = 1 << 62  # the closing items are kept even past the cap
                 try:
                     self._log_ending(error)
                 except Exception as exc:
                     self._fault(exc)
-                self.ended_ns = _time_ns()
-                self.status = derive_status({item[5] for item in self.items}, finished=True)
-                self._closed = True
+                status = derive_status({item[5] for item in log.items}, finished=True)
                 self._max_items = 0  # later log() calls are counted, not kept
+                log.end(status)
             if self._token is not None:
                 try:
                     _current.reset(self._token)
@@ -548,8 +546,8 @@ class ExecutionTracker:
         self._close(error)
         try:
             if self.finaliser is not None:
-                self.finaliser.submit(self)
-            elif not self._done:
+                self.finaliser.end(self.run_log)
+            elif not self.run_log.settled:
                 self.finalize(wait=False)
         except Exception as exc:
             self._fault(exc)
@@ -557,17 +555,16 @@ class ExecutionTracker:
     def wait_until_stored(self, timeout_s: float | None = None) -> bool:
         """End the run if needed and wait until the finaliser is done with it.
 
-        Returns True when the run went through the finaliser (its record or
-        capture is stored, or quarantined) within ``timeout_s`` (default
-        ``limits.finalize_wait_s``). Builds nothing on this thread when there
-        is a finaliser.
+        Returns True when the run went through the finaliser (its record is
+        stored, quarantined, or held in memory for a retry) within
+        ``timeout_s`` (default ``limits.finalize_wait_s``).
         """
         self.end()
         if self.finaliser is None:
-            return self._done
+            return self.run_log.settled
         timeout = self.limits.finalize_wait_s if timeout_s is None else timeout_s
         try:
-            return self.finaliser.wait_for(self, timeout)
+            return self.finaliser.wait_for(self.run_log, timeout)
         except Exception as exc:
             self._fault(exc)
             return False
@@ -575,12 +572,10 @@ class ExecutionTracker:
     def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> ExecutionRecord:
         """Close the run, build the frozen record and hand it to the sinks.
 
-        Idempotent and never raises. With a finaliser, the sinks run on its
-        background thread; ``wait=True`` waits (up to ``limits.finalize_wait_s``)
-        until they are done so the record returned carries their outcomes. A
-        finaliser with a capture store stores the run's capture instead: the
-        record returned is then built here from the tracker, and the stored one
-        (built when first read) adds media checksums and the store's outcome.
+        Idempotent and never raises. With a finaliser, the record is built and
+        the sinks run on its background thread; ``wait=True`` waits (up to
+        ``limits.finalize_wait_s``) until they are done so the record returned
+        carries their outcomes.
 
         Args:
             wait: wait for the sinks before returning.
@@ -590,80 +585,51 @@ class ExecutionTracker:
             The ``ExecutionRecord`` (built even when everything else failed).
         """
         self._close(error)
+        log = self.run_log
         try:
             if self.finaliser is not None:
-                self.finaliser.submit(self)
+                self.finaliser.end(log)
                 if wait:
-                    self.finaliser.wait_for(self, self.limits.finalize_wait_s)
-            elif not self._done:
+                    self.finaliser.wait_for(log, self.limits.finalize_wait_s)
+            elif not log.settled:
                 # No finaliser: this is a script or a test, so the caller's thread
                 # may read the media files for their sizes and checksums.
-                self._set_record(complete_media(self.record(), self.media_dir))
+                log.settle(complete_media(build_record(log), log.media_dir))
         except Exception as exc:
             self._fault(exc)
         return self.record()
 
     def record(self) -> ExecutionRecord:
-        """The record: built once and cached when the run is closed; a fresh snapshot
-        (status ``running``) while it is open. Never raises."""
-        with self._lock:
-            if self._record is not None:
-                return self._record
-            record = build_record(self)
-            if self._closed:
-                self._record = record
-            return record
-
-    def _set_record(self, record: ExecutionRecord | None) -> None:
-        """Replace the cached record (the finaliser adds sink outcomes), mark it done and
-        wake whoever waits for it."""
-        with self._lock:
-            if record is not None:
-                self._record = record
-            self._done = True
-            event = self._done_event
-        if event is not None:
-            event.set()
-
-    def _wait_done(self, timeout: float) -> bool:
-        """Block until the finaliser marked this run done; False on timeout.
-
-        The event is made only when someone waits (most runs are never waited
-        for), under the lock ``_set_record`` takes, so a run marked done in
-        between is seen by the check that follows.
-        """
-        with self._lock:
-            if self._done:
-                return True
-            if self._done_event is None:
-                self._done_event = threading.Event()
-            event = self._done_event
-        return event.wait(timeout)
+        """The record: the finaliser's once it is done, else built now from the run log
+        (status ``running`` while the run is open). Never raises."""
+        settled: ExecutionRecord | None = self.run_log.record
+        return settled if settled is not None else build_record(self.run_log)
 
     @property
     def done(self) -> bool:
         """Whether the record is final (its sinks, if any, have run)."""
-        return self._done
+        return self.run_log.settled
 
     # --------------------------------------------------------------- bookkeeping
 
     def _refuse(self) -> None:
-        if self._closed:
-            self._late_count += 1
+        if self.run_log.closed:
+            self.run_log.items_after_end += 1
         else:
-            self._overflow_count += 1
+            self.run_log.items_dropped += 1
 
     def _fault(self, exc: BaseException) -> None:
         """Count a tracker error and log it at a rate limit; never raises."""
         try:
-            self._errors += 1
-            if len(self._error_messages) < KEPT_ERROR_MESSAGES:
-                self._error_messages.append(describe_error(exc))
+            self.run_log.count_error(describe_error(exc))
             now = time.monotonic()
             if now - self._last_error_log >= _ERROR_LOG_INTERVAL_S:
                 self._last_error_log = now
                 logger.warning(
-                    "tracker error in run %s (%d so far): %r", self.run_id, self._errors, exc
+                    "tracker error in run %s (%d so far): %r",
+                    self.run_id,
+                    self.run_log.tracker_errors,
+                    exc,
                 )
         except Exception:
             pass
@@ -671,19 +637,20 @@ class ExecutionTracker:
     @property
     def counters(self) -> dict[str, int]:
         """Drops, late items and tracker errors so far."""
+        log = self.run_log
         return {
-            "items_dropped": self._overflow_count,
-            "items_after_finalize": self._late_count,
-            "tracker_errors": self._errors,
+            "items_dropped": log.items_dropped,
+            "items_after_finalize": log.items_after_end,
+            "tracker_errors": log.tracker_errors,
         }
 
     @property
     def error_messages(self) -> list[str]:
-        return list(self._error_messages)
+        return list(self.run_log.error_messages)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.run_log.closed
 
 
 def _extra(args: tuple[Any, ...], extra: dict[str, Any]) -> Any:

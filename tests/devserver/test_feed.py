@@ -485,7 +485,7 @@ def test_a_subscriber_that_stops_reading_is_dropped_without_slowing_the_run(
     dropped_before = hub.dropped
     tracker = ExecutionTracker("flood", safety_level="research")
     tracker.start()
-    state.registry.add(tracker)
+    state.registry.on_start(tracker.run_log)
     # A client that connects, asks, and never reads: a tiny receive buffer fills at once.
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -511,7 +511,7 @@ def test_a_subscriber_that_stops_reading_is_dropped_without_slowing_the_run(
     tracker.finalize()
     reader.join(30)
     fast.close()
-    state.registry.discard(tracker.run_id)
+    state.registry.on_stored(tracker.run_log)
     assert hub.dropped == dropped_before + 1
     # The pipeline's side never waited for any reader: no log() call took even 50 ms (the
     # loop's own sleeps make up the rest of its time, however busy the machine is).
@@ -570,7 +570,7 @@ def test_items_appended_out_of_order_are_published_in_sequence_order() -> None:
             with tracker.stage_iteration(i):
                 tracker.log(ItemType.INTERCEPTION_ITERATION, content=f"step {i}")
     late = tracker.items.pop(3)  # sequence 4 (after start and the transition) not yet appended
-    feed = RunFeed.live(tracker, "/media/", lambda name: (None, None))
+    feed = RunFeed.live(tracker.run_log, "/media/", lambda name: (None, None))
     frames, end = feed.read(0, 0)
     assert [f.split(b"\n", 1)[0] for f in frames] == [b"id: 1", b"id: 2", b"id: 3"]
     assert end is None

@@ -110,7 +110,7 @@ def test_a_running_run_is_409(app: Flask, client: FlaskClient) -> None:
     state = app.extensions["devserver"]
     tracker = ExecutionTracker("dada", safety_level="kids", finaliser=state.finaliser)
     tracker.start()
-    state.registry.add(tracker)
+    state.registry.on_start(tracker.run_log)
     try:
         response = client.get(f"/api/runs/{tracker.run_id}/export/pdf")
         assert response.status_code == 409
@@ -159,7 +159,7 @@ def test_downloads_while_a_run_finishes_concurrently(app: Flask, client: FlaskCl
     state = app.extensions["devserver"]
     tracker = ExecutionTracker("dada", safety_level="kids", finaliser=state.finaliser)
     tracker.start()
-    state.registry.add(tracker)
+    state.registry.on_start(tracker.run_log)
     statuses: list[int] = []
 
     def read() -> None:

@@ -89,7 +89,7 @@ def test_journals_of_living_processes_are_left_alone(tmp_path: Path) -> None:
     tracker = ExecutionTracker("dada")
     tracker.start()
     tracker.log(ItemType.USER_INPUT_TEXT, "Ein Hund")
-    alive.journal.watch(tracker)
+    alive.journal.on_start(tracker.run_log)
     alive.journal.flush()
     newcomer = ProcessJournal(tmp_path / "journal")
     try:
@@ -111,7 +111,7 @@ def test_journals_of_dead_processes_become_incomplete_records(tmp_path: Path) ->
     tracker = ExecutionTracker("dada")
     tracker.start()
     tracker.log(ItemType.USER_INPUT_TEXT, "Ein Hund")
-    journal.watch(tracker)
+    journal.on_start(tracker.run_log)
     journal.close()  # flushes and leaves the file, as a crash would
     tracker.finalize()  # in memory only: no finaliser, so the journal file stays
     starting = ProcessJournal(tmp_path / "journal")

@@ -37,7 +37,7 @@ def test_64_threads_each_with_its_own_tracker_keep_their_items_apart(tmp_path: P
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert finaliser.close()
+    assert finaliser.close().clean
     for worker, run_id in run_ids.items():
         record = store.load(run_id)
         assert record is not None, worker

@@ -20,7 +20,7 @@ CHILD = textwrap.dedent(
     data = Path(sys.argv[1])
     store = SQLiteRecordStore(data / "h.sqlite3")
     journal = Journal(data / "journal", interval_s=0.05)
-    finaliser = Finaliser([StoreSink(store, data / "q")], journal=journal)
+    finaliser = Finaliser([StoreSink(store, data / "q")], processors=[journal])
     # one run that finishes normally, then one that is killed half-way
     with ExecutionTracker("dada", finaliser=finaliser) as done:
         done.log(ItemType.USER_INPUT_TEXT, "finished run")
@@ -61,7 +61,7 @@ def test_sigkill_mid_run_leaves_an_incomplete_record_after_restart(tmp_path: Pat
     store = SQLiteRecordStore(tmp_path / "h.sqlite3")
     assert store.load(killed_id) is None  # not stored before the restart
     journal = Journal(tmp_path / "journal")
-    assert journal.recover(store) == [killed_id]
+    assert journal.recover(store).recovered == [killed_id]
     journal.close()
     record = store.load(killed_id)
     assert record is not None
@@ -86,14 +86,14 @@ def test_journal_keeps_items_whose_metadata_json_cannot_hold(tmp_path: Path) -> 
     cyclic["me"] = cyclic
     journal = Journal(tmp_path / "journal", interval_s=3600)
     tracker = ExecutionTracker("x", user_id="u").start()
-    journal.watch(tracker)
+    journal.on_start(tracker.run_log)
     with tracker.stage(4), tracker.loop_iteration(0):
         tracker.log(ItemType.OUTPUT_IMAGE, "a", media={"path": "a.png"}, metadata={"b": b"\x01"})
         tracker.log(ItemType.OUTPUT_FAILED, "b", metadata={"s": {1, 2}, "c": cyclic})
     journal.flush()
     # the process "dies": a fresh journal on the same folder recovers the run
     store = SQLiteRecordStore(tmp_path / "h.sqlite3")
-    assert Journal(tmp_path / "journal").recover(store) == [tracker.run_id]
+    assert Journal(tmp_path / "journal").recover(store).recovered == [tracker.run_id]
     record = store.load(tracker.run_id)
     assert record is not None and record.status == RunStatus.INCOMPLETE
     kept = {i.content: i for i in record.items if i.content in ("a", "b")}
@@ -105,31 +105,25 @@ def test_journal_keeps_items_whose_metadata_json_cannot_hold(tmp_path: Path) -> 
 
 def test_recovery_never_overwrites_a_run_the_store_already_has(tmp_path: Path) -> None:
     """Death after the store had the run, before its journal was removed: the run stays whole."""
-    from execution_history import ExecutionTracker, capture_payload
+    from execution_history import ExecutionTracker
 
     store = SQLiteRecordStore(tmp_path / "h.sqlite3")
     journal = Journal(tmp_path / "journal", interval_s=3600)
-    captured = ExecutionTracker("stillepost")
     saved = ExecutionTracker("dada")
-    for tracker in (captured, saved):
-        tracker.start()
-        journal.watch(tracker)
-        tracker.log_user_input("Ein Hund spielt im Garten")
-        journal.flush()  # the journal has the run, as a dying process would leave it
-        tracker.end()
-    payload = capture_payload(captured)
-    assert payload is not None
-    store.save_captures([(captured.run_id, payload)])
+    saved.start()
+    journal.on_start(saved.run_log)
+    saved.log_user_input("Ein Hund spielt im Garten")
+    journal.flush()  # the journal has the run, as a dying process would leave it
+    saved.end()
     store.save(saved.finalize())
-    journal.close()  # the files stay: nobody called forget()
+    journal.close()  # the file stays: nobody called on_stored()
 
     restarted = Journal(tmp_path / "journal", interval_s=3600)
     try:
-        assert restarted.recover(store) == []
+        assert restarted.recover(store).recovered == []
     finally:
         restarted.close()
     assert list((tmp_path / "journal").glob("*.jsonl")) == []
-    for run_id in (captured.run_id, saved.run_id):
-        record = store.load(run_id)
-        assert record is not None and record.status == RunStatus.SUCCESS
-        assert not record.integrity.recovered
+    record = store.load(saved.run_id)
+    assert record is not None and record.status == RunStatus.SUCCESS
+    assert not record.integrity.recovered

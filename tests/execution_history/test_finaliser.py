@@ -66,7 +66,7 @@ def test_sinks_run_in_order_off_the_pipeline_thread(tmp_path: Path) -> None:
     assert all(s.status == "ok" for s in record.integrity.sinks)
     assert first.records[0].run_id == second.records[0].run_id == tracker.run_id
     assert threading.current_thread().name not in threads
-    assert finaliser.close()
+    assert finaliser.close().clean
 
 
 def test_a_raising_sink_and_a_hanging_sink_do_not_stop_the_others() -> None:
@@ -80,7 +80,7 @@ def test_a_raising_sink_and_a_hanging_sink_do_not_stop_the_others() -> None:
     assert outcomes["hanging"].status == "timeout"
     assert outcomes["after"].status == "ok" and len(after.records) == 1
     hanging.release.set()
-    assert finaliser.close()
+    assert finaliser.close().clean
 
 
 def test_a_full_disk_sends_the_record_to_quarantine_and_a_restart_imports_it(
@@ -121,7 +121,7 @@ def test_close_drains_every_queued_record(tmp_path: Path) -> None:
     store = SQLiteRecordStore(tmp_path / "h.sqlite3")
     finaliser = Finaliser([StoreSink(store, tmp_path / "q")])
     ids = [run_once(finaliser).run_id for _ in range(50)]
-    assert finaliser.close()
+    assert finaliser.close().clean
     assert store.run_ids(ids) == set(ids)
 
 
@@ -133,17 +133,17 @@ def test_a_full_queue_makes_the_caller_finalise_instead_of_dropping() -> None:
     hanging.release.set()
     for tracker in trackers:
         tracker.finalize(wait=True)
-    assert finaliser.close()
+    assert finaliser.close().clean
     assert sorted(r.run_id for r in sink.records) == sorted(t.run_id for t in trackers)
 
 
 def test_live_registry_holds_a_run_until_it_is_stored(tmp_path: Path) -> None:
     registry = LiveRunRegistry()
     store = SQLiteRecordStore(tmp_path / "h.sqlite3")
-    finaliser = Finaliser([StoreSink(store, tmp_path / "q")], registry=registry)
+    finaliser = Finaliser([StoreSink(store, tmp_path / "q")], processors=[registry])
     tracker = ExecutionTracker("x", finaliser=finaliser)
     with tracker:
-        assert registry.get(tracker.run_id) is tracker
+        assert registry.get(tracker.run_id) is tracker.run_log
         tracker.log(ItemType.USER_INPUT_TEXT, "live")
         assert store.load(tracker.run_id) is None
     tracker.finalize(wait=True)

@@ -9,7 +9,6 @@ from execution_history import (
     RunProgress,
     RunStatus,
     build_progress,
-    build_record,
     live_item,
     progress_of_record,
     summarise_stages,
@@ -53,9 +52,7 @@ def test_progress_while_running_counts_what_is_done_of_what_is_planned() -> None
         for i in (1, 2, 3):
             with tracker.stage_iteration(i):
                 tracker.log_interception_iteration(f"step {i}", from_lang="de", to_lang="fr")
-        progress = progress_of_record(
-            build_record(tracker), planned_iterations=8, planned_outputs=2
-        )
+        progress = progress_of_record(tracker.record(), planned_iterations=8, planned_outputs=2)
     assert progress.status == RunStatus.RUNNING and not progress.finished
     assert progress.current_stage == 2
     assert _stage_statuses(progress) == ["done", "running", "pending", "pending"]

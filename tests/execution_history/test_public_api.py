@@ -20,9 +20,11 @@ EXPECTED = {
     # the progress model (issue 6)
     "IterationProgress", "OutputProgress", "RunProgress", "build_progress", "live_item",
     "progress_of_record",
-    # captures and the summary read from raw items (issue 4's throughput)
-    "OutputMedia", "RunSummary", "StageFigures", "capture_payload", "record_from_capture",
-    "summarise_run",
+    # the summary of a finished run
+    "OutputMedia", "RunSummary", "StageFigures", "summarise_run",
+    # one run log, processors, recovery and shutdown reports (issue 11)
+    "DamagedRunLog", "Recovery", "RunLog", "RunProcessor", "ShutdownReport",
+    "open_store",
 }  # fmt: skip
 
 

@@ -94,6 +94,11 @@ class StatsAnswer(BaseModel):
 
     runs: int
     runs_in_flight: int = Field(description="Runs started on this server and not yet stored.")
+    runs_waiting_to_be_written: int = Field(
+        default=0,
+        description="Ended runs counted in 'runs' that are not in the store yet "
+        "(held in memory after failed writes, or quarantined).",
+    )
     filters: dict[str, str]
     by_status: dict[str, int]
     by_config: dict[str, int]
@@ -193,10 +198,18 @@ def stats() -> Response:
     """Counts by status, config, safety level and day; per-stage failures; integrity totals."""
     state = get_state()
     filters = _filters(_single_values(request.args, _STATS_PARAMS))
-    result = state.store.stats(run_filter(filters))
+    selected = run_filter(filters)
+    result = state.store.stats(selected)
+    # Runs that wait to be written (held in memory, quarantined) count too: they happened.
+    waiting = [r for r in state.runs.waiting_records() if selected.matches(r)]
+    stored = state.store.run_ids([r.run_id for r in waiting]) if waiting else set()
+    waiting = [r for r in waiting if r.run_id not in stored]
+    for record in waiting:
+        result.add(record)
     body = {
         "runs": result.runs,
         "runs_in_flight": state.runs.active(),
+        "runs_waiting_to_be_written": len(waiting),
         "filters": public_filters(filters, state.pseudonymiser),
         "by_status": result.by_status,
         "by_config": result.by_config,

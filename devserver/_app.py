@@ -14,6 +14,7 @@ from . import _errors, _state
 from ._api_configs import bp as configs_bp
 from ._api_downloads import bp as downloads_bp
 from ._api_events import bp as events_bp
+from ._api_health import bp as health_bp
 from ._api_progress import bp as progress_bp
 from ._api_research import bp as research_bp
 from ._api_runs import bp as runs_bp
@@ -65,4 +66,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(downloads_bp)
     app.register_blueprint(research_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(health_bp)
     return app

@@ -214,15 +214,29 @@ def status() -> None:
         quarantined = StoreSink(store, data.settings.data_dir / "quarantine").quarantined()
         echo = click.echo
         echo(f"Data dir:     {data.settings.data_dir}")
-        echo(f"Store:        {data.settings.database_path.name}, {_size(store.size_bytes())}, "
+        problem = store.ping()
+        echo(f"Store:        {store.describe()}, {_size(store.size_bytes())}, "
              f"{stats.runs} run(s)")  # fmt: skip
+        echo("Reachable:    " + ("yes, it can be written" if problem is None
+                                 else f"NO, it cannot be written now: {problem}"))  # fmt: skip
         echo(f"By status:    {_counts(stats.by_status)}")
         echo(f"By config:    {_counts(stats.by_config)}")
         echo(f"By level:     {_counts(stats.by_safety_level)}")
-        echo(f"In flight:    {alive} run(s) in living server processes")
+        echo(f"In flight:    {alive} run(s) in living server processes (queued, running or "
+             "not yet written; GET /api/health of a server breaks them down)")  # fmt: skip
         echo(f"Incomplete:   {stats.by_status.get('incomplete', 0)} stored, {dead} waiting for "
              "recovery at the next start")  # fmt: skip
         echo(f"Quarantined:  {len(quarantined)} record(s) waiting to be re-imported")
+        for label, folder, what in (
+            ("Unwritten:   ", data.settings.data_dir / "unwritten",
+             "record(s) saved at a shutdown when store and quarantine failed; move them into "
+             "the quarantine folder to import them"),
+            ("Damaged:     ", data.settings.data_dir / "journal-damaged",
+             "journal file(s) recovery could not read, kept for inspection"),
+        ):  # fmt: skip
+            found = sorted(folder.glob("*.json*")) if folder.is_dir() else []
+            if found:
+                echo(f"{label} {len(found)} {what} ({folder})")
         echo("Stages:")
         for stage, counts in stats.stages.items():
             echo(f"  {stage}: {counts['items']} items, {counts['failures']} failures "

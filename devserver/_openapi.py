@@ -19,6 +19,7 @@ import execution_history
 from execution_history import RUN_ID_PATTERN, ExecutionRecord
 
 from ._api_downloads import FormatList
+from ._api_health import HealthAnswer
 from ._api_research import RunList, StatsAnswer
 from ._queries import CONFIG_NAME, DEFAULT_LIMIT, MAX_FILTER_CHARS, MAX_LIMIT, STATUSES
 from ._state import get_state, software_version
@@ -79,6 +80,7 @@ def _models() -> list[type[BaseModel]]:
         RunBody,
         RunStarted,
         ConfigList,
+        HealthAnswer,
     ]
     progress = getattr(execution_history, "RunProgress", None)
     if isinstance(progress, type) and issubclass(progress, BaseModel):
@@ -256,6 +258,13 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 },
                 "304": {"description": "Not modified (If-None-Match)."},
                 **_errors(404, 409, 501),
+            },
+        },
+        ("/api/health", "get"): {
+            "summary": "Liveness and what waits where: runs in flight, waiting, held, quarantined",
+            "operationId": "getHealth",
+            "responses": {
+                "200": _json("HealthAnswer", "What waits, and whether the store answers.")
             },
         },
         ("/api/formats", "get"): {

@@ -256,6 +256,15 @@ class RunService:
                 record = self.store.load(run_id)
         return record
 
+    def waiting_records(self) -> list[ExecutionRecord]:
+        """Ended runs not in the store yet: held in memory after failed writes, or quarantined."""
+        records = [
+            log.record for log in self.registry.logs() if log.record is not None and log.closed
+        ]
+        if self.store_sink is not None:
+            records.extend(self.store_sink.quarantined_records())
+        return records
+
     def find(self, run_id: str) -> RunLog | ExecutionRecord | None:
         """The run log of a run in flight (to follow it live), else its record, else None."""
         log = self.log(run_id)

@@ -91,14 +91,20 @@ class DevServer:
     def health(self) -> dict[str, object]:
         """What waits where, and whether the store can be written (``/api/health``)."""
         problem = self.store.ping()
+        held = len(self.finaliser.held())
+        quarantined = len(self.store_sink.quarantined())
+        journal = self.journal.journal
+        failures = journal.write_failures if journal is not None else 0
+        accepting = journal is not None
+        degraded = problem is not None or held or quarantined or failures or not accepting
         return {
+            "status": "degraded" if degraded else "ok",
             "runs_in_flight": self.runs.active(),
             "runs_waiting_to_be_written": self.finaliser.waiting(),
-            "runs_held_in_memory": len(self.finaliser.held()),
-            "runs_quarantined": len(self.store_sink.quarantined()),
-            "journal_write_failures": self.journal.journal.write_failures
-            if self.journal.journal is not None
-            else 0,
+            "runs_held_in_memory": held,
+            "runs_quarantined": quarantined,
+            "journal_write_failures": failures,
+            "accepting_runs": accepting,
             "store": {"reachable": problem is None, "problem": problem},
         }
 

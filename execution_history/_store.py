@@ -158,6 +158,39 @@ class Stats:
     stages: dict[int, dict[str, int]] = field(default_factory=dict)
     integrity: dict[str, int] = field(default_factory=dict)
 
+    def add(self, record: ExecutionRecord) -> None:
+        """Count one more run (a run not in the store yet: held in memory or quarantined)."""
+        self.runs += 1
+        day = utc_text(record.started_at)[:10]
+        for target, key in (
+            (self.by_status, str(record.status)),
+            (self.by_config, record.config_name or ""),
+            (self.by_safety_level, record.safety_level or ""),
+            (self.by_day, day),
+        ):
+            target[key] = target.get(key, 0) + 1
+        for stage in record.stages:
+            counts = self.stages.setdefault(
+                stage.stage,
+                dict.fromkeys(
+                    ("items", "failures", "blocks", "runs_with_failures", "runs_with_blocks"), 0
+                ),
+            )
+            counts["items"] += stage.items
+            counts["failures"] += stage.failures
+            counts["blocks"] += stage.blocks
+            counts["runs_with_failures"] += stage.failures > 0
+            counts["runs_with_blocks"] += stage.blocks > 0
+        integrity = record.integrity
+        for name, value in (
+            ("items", len(record.items)),
+            ("items_dropped", integrity.items_dropped),
+            ("fields_truncated", integrity.fields_truncated),
+            ("values_coerced", integrity.values_coerced),
+            ("tracker_errors", integrity.tracker_errors),
+        ):
+            self.integrity[name] = self.integrity.get(name, 0) + value
+
 
 class RecordStore(Protocol):
     """Where finished records live: everything a caller may ask of a store.

@@ -1,14 +1,14 @@
 """Devserver end to end: ``POST /api/runs?wait=true`` throughput and latency, tracker on vs no-op.
 
-Three apps run side by side, each under waitress in its own child process on
+Two apps run side by side, each under waitress in its own child process on
 127.0.0.1 (so the clients here do not share their interpreter lock): one with
-the no-op ``NullTracker`` chosen at configuration time, and two that record
-every run (tracker, finaliser, journal, SQLite store): the default, which
-stores each run's capture and builds the record later, and one that builds
-and stores the whole record at once (``DEVSERVER_BUILD_ON_READ=false``).
-Client threads post ``?wait=true`` runs of the ``local`` backend over
-keep-alive connections. Rounds rotate which app goes first so drift (CPU
-frequency, page cache) hits all alike; the figures are medians over rounds.
+the no-op ``NullTracker`` chosen at configuration time, and one that records
+every run as shipped (tracker, journal, finaliser building the record, SQLite
+store). Client threads post ``?wait=true`` runs of the ``local`` backend over
+keep-alive connections. Rounds alternate which app goes first so drift (CPU
+frequency, page cache) hits both alike. The comparison is repeated in
+``TRIALS`` independent trials (fresh servers each); each figure is the median
+of the trials' medians, with the trials' spread.
 """
 
 from __future__ import annotations
@@ -30,35 +30,33 @@ from typing import Any
 
 from devserver import create_app
 from devserver._serve import make_server, run_until_stopped, server_url
-from execution_history import SQLiteRecordStore
+from execution_history import open_store
 
 CONFIG = os.environ.get("BENCH_DEVSERVER_CONFIG", "stillepost")
-ROUNDS = int(os.environ.get("BENCH_DEVSERVER_ROUNDS", "16"))
+ROUNDS = int(os.environ.get("BENCH_DEVSERVER_ROUNDS", "10"))
+TRIALS = int(os.environ.get("BENCH_DEVSERVER_TRIALS", "3"))
 REQUESTS = int(os.environ.get("BENCH_DEVSERVER_REQUESTS", "60"))
 CLIENTS = int(os.environ.get("BENCH_DEVSERVER_CLIENTS", "8"))
 
 NOTES = f"""\
 `POST /api/runs?wait=true` of the `{CONFIG}` config on the `local` backend (8 glossary
 translations, one 512×512 procedural image), {CLIENTS} client threads with keep-alive
-connections, {REQUESTS} requests per round, {ROUNDS} rounds rotating over three servers:
-the no-op tracker, the tracker as shipped (capture now, build the record later) and the
-tracker building each record at once (`DEVSERVER_BUILD_ON_READ=false`); medians over
-rounds. "Tracker on" includes everything the tracker costs the request: the in-memory
-items, the run's capture (its raw items as JSON) committed to SQLite with
-`synchronous=FULL` before the response is sent, and the summary in the response. The
-record itself is built from the capture when the run is first read, or when the server
-is idle; that deferred cost is measured at the end (the bench process builds every
-capture) and reported on its own line. Target: tracking costs at most 2 % of throughput.
+connections, {REQUESTS} requests per round, {ROUNDS} rounds per trial alternating between
+two servers (the no-op tracker and the tracker as shipped), {TRIALS} trials with fresh
+servers. "Tracker on" includes everything tracking costs the request: the in-memory
+items, the journal (header written when the run is accepted, items every 0.25 s), the
+record built once by the writer and committed to SQLite with `synchronous=FULL` before
+the response is sent, and the summary in the response. Targets: server CPU per run and
+throughput each within 2 % of the no-op tracker's (median of the trials, spread shown).
 """
 
 Row = tuple[str, Any, str]
 
 
-#: The servers compared: the no-op tracker, and the tracker with each way of storing.
+#: The servers compared: the no-op tracker, and the tracker as shipped.
 VARIANTS = {
     "null": {"TRACKING": False},
-    "capture": {"TRACKING": True, "BUILD_ON_READ": True},
-    "build": {"TRACKING": True, "BUILD_ON_READ": False},
+    "tracker": {"TRACKING": True},
 }
 
 
@@ -82,24 +80,18 @@ class _Served:
         self.process.send_signal(signal.SIGTERM)
         self.process.communicate(timeout=120)
 
-    def build_and_count(self) -> tuple[int, int, float]:
-        """(captures built here, records stored, CPU ms per capture built) after the rounds."""
-        store = SQLiteRecordStore(self.data_dir / "history.sqlite3")
+    def stored(self) -> int:
+        """Records in the store after the rounds (every run must be there)."""
+        store = open_store(self.data_dir / "history.sqlite3")
         try:
-            began = time.thread_time()
-            built = store.build_captured()
-            cpu_ms = (time.thread_time() - began) * 1000 / max(built, 1)
-            return built, store.count(), cpu_ms
+            return store.count()
         finally:
             store.close()
 
 
 def _serve_child(data_dir: str, variant: str) -> None:
     """Child process: serve one app until SIGTERM; print its URL first."""
-    # The writer builds captured runs into records when idle; here it must not, or
-    # it would do so while another server is measured. The bench builds them at
-    # the end instead and reports that cost on its own line.
-    config = {"DATA_DIR": data_dir, "QUEUE_SIZE": 64, "IDLE_BUILD_S": 1e9, **VARIANTS[variant]}
+    config = {"DATA_DIR": data_dir, "QUEUE_SIZE": 64, **VARIANTS[variant]}
     app = create_app(config)
     server = make_server(app, "127.0.0.1", 0)
     stop = threading.Event()
@@ -153,53 +145,75 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _trial(tmp: Path, trial: int) -> dict[str, dict[str, list[float]]]:
+    """One trial on fresh servers: per variant, throughput, latencies and CPU per round."""
+    names = list(VARIANTS)
+    figures = {name: {"rps": [], "latency": [], "cpu": []} for name in names}
+    served = {name: _Served(tmp / f"{name}-{trial}", name) for name in names}
+    try:
+        posts = {name: _client(served[name].url) for name in names}
+        pids = {name: served[name].process.pid for name in names}
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            for name in names:  # warm up both (imports, caches, connections)
+                _round(pool, posts[name], pids[name])
+            for r in range(ROUNDS):
+                for name in names if r % 2 == 0 else names[::-1]:
+                    per_s, latencies, cpu_ms = _round(pool, posts[name], pids[name])
+                    figures[name]["rps"].append(per_s)
+                    figures[name]["latency"].extend(latencies)
+                    figures[name]["cpu"].append(cpu_ms)
+    finally:
+        for server in served.values():
+            server.close()
+    expected = (ROUNDS + 1) * REQUESTS
+    stored = served["tracker"].stored()
+    if stored != expected:
+        raise RuntimeError(f"{stored} records stored of {expected} runs: a run was lost")
+    return figures
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f} to {max(values):.2f}"
+
+
 def run(report: Callable[[str, Any, str], None] | None = None) -> list[Row]:
     """Measure and return rows of (label, value, unit); also hands each to ``report``."""
-    names = list(VARIANTS)
-    rps: dict[str, list[float]] = {name: [] for name in names}
-    latency: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
+    trials = []
     with tempfile.TemporaryDirectory(prefix="devserver-bench-") as tmp:
-        served = {name: _Served(Path(tmp) / name, name) for name in names}
-        try:
-            posts = {name: _client(served[name].url) for name in names}
-            pids = {name: served[name].process.pid for name in names}
-            with ThreadPoolExecutor(CLIENTS) as pool:
-                for name in names:  # warm up all (imports, caches, connections)
-                    _round(pool, posts[name], pids[name])
-                for r in range(ROUNDS):
-                    # rotate the order, so drift (CPU frequency, page cache) hits all alike
-                    for name in names[r % len(names) :] + names[: r % len(names)]:
-                        per_s, latencies, cpu_ms = _round(pool, posts[name], pids[name])
-                        rps[name].append(per_s)
-                        latency[name].extend(latencies)
-                        cpu[name].append(cpu_ms)
-        finally:
-            for server in served.values():
-                server.close()
-        built, stored, build_ms = served["capture"].build_and_count()
-    off = statistics.median(rps["null"])
-    label = {"null": "no-op tracker", "capture": "tracker on", "build": "tracker, build at once"}
+        for trial in range(TRIALS):
+            trials.append(_trial(Path(tmp), trial))
+    med = statistics.median
     rows: list[Row] = []
-    for name in names:
-        rows.append(
-            (f"throughput, {label[name]}", round(statistics.median(rps[name]), 1), "runs/s")
+    rps = {n: [med(t[n]["rps"]) for t in trials] for n in VARIANTS}
+    cpu = {n: [med(t[n]["cpu"]) for t in trials] for n in VARIANTS}
+    throughput_cost = [(o - t) / o * 100 for o, t in zip(rps["null"], rps["tracker"], strict=True)]
+    cpu_cost = [(t - o) / o * 100 for o, t in zip(cpu["null"], cpu["tracker"], strict=True)]
+    label = {"null": "no-op tracker", "tracker": "tracker on"}
+    for name in VARIANTS:
+        rows.append((f"throughput, {label[name]}", round(med(rps[name]), 1), "runs/s"))
+    for name in VARIANTS:
+        rows.append((f"server CPU per run, {label[name]}", round(med(cpu[name]), 3), "ms"))
+    rows.append(
+        (
+            f"tracking cost, server CPU per run (trials: {_spread(cpu_cost)})",
+            round(med(cpu_cost), 2),
+            "%",
         )
-    for name in ("capture", "build"):
-        cost = (off - statistics.median(rps[name])) / off * 100
-        rows.append((f"tracking cost, {label[name]}", round(cost, 2), "%"))
+    )
+    rows.append(
+        (
+            f"tracking cost, throughput (trials: {_spread(throughput_cost)})",
+            round(med(throughput_cost), 2),
+            "%",
+        )
+    )
     for q in (0.5, 0.95):
-        for name in names:
-            value = round(_pct(latency[name], q) * 1000, 1)
-            rows.append((f"latency p{int(q * 100)}, {label[name]}", value, "ms"))
-    for name in names:
-        value = round(statistics.median(cpu[name]), 2)
-        rows.append((f"server CPU per run, {label[name]}", value, "ms"))
-    rows += [
-        ("records stored (tracker on)", stored, "runs"),
-        ("built from captures at the end", built, "runs"),
-        ("deferred build, CPU per run", round(build_ms, 2), "ms"),
-    ]
+        for name in VARIANTS:
+            every = [x for t in trials for x in t[name]["latency"]]
+            rows.append(
+                (f"latency p{int(q * 100)}, {label[name]}", round(_pct(every, q) * 1000, 1), "ms")
+            )
+    rows.append(("records stored, every trial (tracker on)", (ROUNDS + 1) * REQUESTS, "runs each"))
     if report is not None:
         for row in rows:
             report(*row)

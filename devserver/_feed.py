@@ -320,7 +320,7 @@ class RunFeed:
             held = self._held
             for index in range(self._cursor, count):
                 raw = items[index]
-                sequence = raw[0] if type(raw[0]) is int else 0
+                sequence = raw.sequence if type(raw.sequence) is int else 0
                 heapq.heappush(held, (sequence, index, raw))
             self._cursor = count
             frames: list[bytes] = []

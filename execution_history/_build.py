@@ -254,12 +254,12 @@ def _merge_extra(extra: Any, meta: dict[str, Any], max_chars: int, stats: Coerci
 
 def sequence_key(raw: RawItem) -> int:
     """Sort key of raw items: their sequence number (0 for a value that is not one)."""
-    value = raw[0]
+    value = raw.sequence
     return value if type(value) is int else 0
 
 
 def _sequence(raw: RawItem) -> int:
-    return raw[0]  # type: ignore[no-any-return]
+    return raw.sequence  # type: ignore[no-any-return]
 
 
 def _text(value: Any, max_chars: int, stats: CoercionStats) -> tuple[str | None, int | None]:

@@ -528,7 +528,7 @@ class ExecutionTracker:
                     self._log_ending(error)
                 except Exception as exc:
                     self._fault(exc)
-                status = derive_status({item[5] for item in log.items}, finished=True)
+                status = derive_status({item.item_type for item in log.items}, finished=True)
                 self._max_items = 0  # later log() calls are counted, not kept
                 log.end(status)
             if self._token is not None:

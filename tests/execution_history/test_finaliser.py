@@ -185,3 +185,76 @@ def test_finalize_twice_from_two_threads_runs_the_sinks_once() -> None:
     assert len(sink.records) == 1
     assert len({r.run_id for r in results}) == 1
     finaliser.close()
+
+
+class FlakyStore:
+    """A store whose writes fail until ``healthy`` is set (a real SQLite file behind it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = SQLiteRecordStore(path)
+        self.healthy = False
+
+    def save(self, record: ExecutionRecord) -> None:
+        if not self.healthy:
+            raise OSError(28, "No space left on device")
+        self.inner.save(record)
+
+
+def _unwritable_quarantine(tmp_path: Path) -> Path:
+    """A quarantine path that is a file: no folder can be made there, root or not."""
+    path = tmp_path / "quarantine"
+    path.write_text("in the way")
+    return path
+
+
+def test_a_run_neither_store_nor_quarantine_takes_is_held_readable_and_stored_later(
+    tmp_path: Path,
+) -> None:
+    store = FlakyStore(tmp_path / "h.sqlite3")
+    registry = LiveRunRegistry()
+    sink = StoreSink(store, _unwritable_quarantine(tmp_path), attempts=1)  # type: ignore[arg-type]
+    finaliser = Finaliser([sink], processors=[registry], retry_s=0.05)
+    tracker = run_once(finaliser, "held")
+    record = tracker.finalize(wait=True)
+    assert record.integrity.sinks[0].status == "failed"
+    assert finaliser.held() == [tracker.run_id]
+    log = registry.get(tracker.run_id)  # still readable by its link
+    assert log is not None and log.record is not None and log.record.run_id == tracker.run_id
+    store.healthy = True
+    deadline = time.monotonic() + 10
+    while finaliser.held() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert finaliser.held() == []
+    assert registry.get(tracker.run_id) is None
+    assert store.inner.load(tracker.run_id) is not None
+    assert finaliser.close().message() == "every run is recorded"
+
+
+def test_close_saves_held_runs_to_the_first_writable_last_resort_folder(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path / "h.sqlite3")
+    sink = StoreSink(store, _unwritable_quarantine(tmp_path), attempts=1)  # type: ignore[arg-type]
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    finaliser = Finaliser([sink], last_resort_dirs=[blocked, tmp_path / "unwritten"])
+    ids = sorted(run_once(finaliser, f"run {i}").run_id for i in range(3))
+    report = finaliser.close()
+    assert not report.clean and report.unwritten == 3
+    assert report.places == [str(tmp_path / "unwritten")]
+    assert "3 run(s) could not be written" in report.message()
+    saved = sorted(p.stem for p in (tmp_path / "unwritten").glob("*.json"))
+    assert saved == ids
+    for path in (tmp_path / "unwritten").glob("*.json"):
+        assert ExecutionRecord.model_validate_json(path.read_bytes()).run_id == path.stem
+
+
+def test_close_writes_held_runs_to_standard_error_when_no_folder_is_writable(
+    tmp_path: Path, capsys: object
+) -> None:
+    store = FlakyStore(tmp_path / "h.sqlite3")
+    sink = StoreSink(store, _unwritable_quarantine(tmp_path), attempts=1)  # type: ignore[arg-type]
+    finaliser = Finaliser([sink], last_resort_dirs=[])
+    run_id = run_once(finaliser, "last resort").run_id
+    report = finaliser.close()
+    assert report.unwritten == 1 and "standard error" in report.message()
+    lines = capsys.readouterr().err.splitlines()  # type: ignore[attr-defined]
+    assert [json.loads(line)["run_id"] for line in lines] == [run_id]

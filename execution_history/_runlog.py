@@ -33,6 +33,9 @@ from ._taxonomy import RunStatus
 RUN_LOG_FORMAT = 1
 #: How many error messages a run keeps (every error is counted).
 KEPT_ERROR_MESSAGES = 5
+#: Guards settle/wait of every run: both happen once per run, off the hot path, so
+#: one shared lock costs less than a lock made for each run.
+_SETTLE_LOCK = threading.Lock()
 
 
 class RawItem(NamedTuple):
@@ -85,7 +88,6 @@ class RunLog:
 
     __slots__ = (
         "_event",
-        "_lock",
         "config_name",
         "ended_ns",
         "error_messages",
@@ -145,7 +147,6 @@ class RunLog:
         self.settled = False
         self.queued = False  # handed to a finaliser (set once, under its lock)
         self._event: threading.Event | None = None
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -167,7 +168,7 @@ class RunLog:
 
     def settle(self, record: Any) -> None:
         """The finaliser is done with this run: keep its record and wake whoever waits."""
-        with self._lock:
+        with _SETTLE_LOCK:
             if record is not None:
                 self.record = record
             self.settled = True
@@ -181,7 +182,7 @@ class RunLog:
         The event is made only when someone waits (most runs are never waited
         for), under the lock ``settle`` takes, so nothing slips between.
         """
-        with self._lock:
+        with _SETTLE_LOCK:
             if self.settled:
                 return True
             if self._event is None:

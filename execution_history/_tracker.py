@@ -14,6 +14,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,10 @@ _time_ns = time.time_ns
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
+#: Closing a run happens once per run and never on the hot path: one lock for every
+#: tracker is cheaper than a lock made for each.
+_CLOSE_LOCK = threading.Lock()
+_item_type = operator.attrgetter("item_type")
 #: Tracker errors are logged at most once per this many seconds per tracker.
 _ERROR_LOG_INTERVAL_S = 10.0
 
@@ -161,7 +166,6 @@ class ExecutionTracker:
         "_append",
         "_error_stage",
         "_last_error_log",
-        "_lock",
         "_loop",
         "_max_items",
         "_seq",
@@ -213,7 +217,6 @@ class ExecutionTracker:
         self._last_error_log = 0.0
         self._started = False
         self._token: contextvars.Token[Any] | None = None
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------- the run log
     # Read-only views of the run log, for code that holds the tracker.
@@ -519,7 +522,7 @@ class ExecutionTracker:
     def _close(self, error: BaseException | None = None) -> None:
         """Record how the run ended and freeze the item list; runs once."""
         try:
-            with self._lock:
+            with _CLOSE_LOCK:
                 log = self.run_log
                 if log.closed:
                     return
@@ -528,7 +531,7 @@ class ExecutionTracker:
                     self._log_ending(error)
                 except Exception as exc:
                     self._fault(exc)
-                status = derive_status({item.item_type for item in log.items}, finished=True)
+                status = derive_status(set(map(_item_type, log.items)), finished=True)
                 self._max_items = 0  # later log() calls are counted, not kept
                 log.end(status)
             if self._token is not None:

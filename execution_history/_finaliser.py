@@ -18,7 +18,6 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
-import os
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from ._build import build_record
 from ._media import complete_media
 from ._record import ExecutionRecord, SinkOutcome
 from ._runlog import RunLog
+from ._sinks import write_atomically
 
 logger = logging.getLogger("execution_history")
 
@@ -365,17 +365,23 @@ class Finaliser:
     def _save_last_resort(self, records: list[ExecutionRecord]) -> list[str]:
         """Write ``records`` to the first writable last-resort folder, else standard error."""
         for folder in self.last_resort_dirs:
+            written: list[Path] = []
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 for record in records:
                     path = folder / f"{record.run_id}.json"
-                    with path.open("w", encoding="utf-8") as handle:
-                        handle.write(record.model_dump_json())
-                        handle.flush()
-                        os.fsync(handle.fileno())
+                    # Atomically: a full disk must not leave an empty or cut file that
+                    # looks like a saved record.
+                    write_atomically(path, record.model_dump_json().encode("utf-8"))
+                    written.append(path)
                 return [str(folder)]
             except OSError as exc:
                 logger.error("last-resort folder %s not writable: %s", folder, exc)
+                # Every record goes to the next place; copies here would make the
+                # message ("saved to <the next place>") incomplete.
+                for path in written:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
         for record in records:
             sys.stderr.write(record.model_dump_json() + "\n")
         sys.stderr.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -278,17 +279,49 @@ class SQLiteRecordStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        with contextlib.closing(sqlite3.connect(self.path, timeout=busy_timeout_s)) as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-        _build_legacy_captures(self)
+        #: Set when the database can only be read (see ``_open_read_only``).
+        self._read_only_uri: str | None = None
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=busy_timeout_s)) as conn:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            self._open_read_only(exc)
+        else:
+            _build_legacy_captures(self)
+
+    def _open_read_only(self, error: sqlite3.OperationalError) -> None:
+        """Open an existing database in a folder that cannot be written, for reading only.
+
+        In WAL mode SQLite needs its index file (``-shm``) beside the database;
+        in a read-only folder (a read-only data dir) it cannot make one, so the
+        normal open fails. Stored runs must stay readable: the database is then
+        opened immutable and read-only, every write fails (the store sink
+        quarantines, ``ping`` says why). Only when there is no ``-wal`` file,
+        whose committed pages an immutable reader would not see; any other
+        failure is raised as it is.
+        """
+        folder_writable = os.access(self.path.parent, os.W_OK)
+        wal = Path(f"{self.path}-wal")
+        if folder_writable or not self.path.is_file() or wal.exists():
+            raise error
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            conn.execute("SELECT COUNT(*) FROM runs").fetchone()  # ours, and readable
+        self._read_only_uri = uri
+        logger.error("the database %s cannot be written (%s); opened read-only", self.path, error)
 
     # -------------------------------------------------------------- connections
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self._busy_ms / 1000, isolation_level=None)
+            conn = sqlite3.connect(
+                self._read_only_uri or self.path,
+                timeout=self._busy_ms / 1000,
+                isolation_level=None,
+                uri=self._read_only_uri is not None,
+            )
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit is on disk when save() returns (WAL's NORMAL may lose the last one).
@@ -453,8 +486,14 @@ class SQLiteRecordStore:
     def ping(self) -> str | None:
         """None when the database answers a write now, else the reason."""
         try:
-            with self._transaction() as conn:
-                conn.execute("SELECT COUNT(*) FROM runs WHERE run_id = ''").fetchone()
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # BEGIN IMMEDIATE and reads succeed on a read-only database file; only a
+                # write statement finds out. This one changes nothing and is rolled back.
+                conn.execute("DELETE FROM runs WHERE 0")
+            finally:
+                conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             return f"{type(exc).__name__}: {exc}"
         return None

@@ -8,7 +8,6 @@ failed), 2 bad usage; errors go to stderr in one sentence.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import re
 import shutil
@@ -34,6 +33,7 @@ from execution_history import (
 )
 
 from ._batch import BatchRequest, BatchSummary, safe_file_name, stream_batch
+from ._journals import process_alive
 from ._queries import (
     STATUSES,
     QueryError,
@@ -159,25 +159,6 @@ def _counts(mapping: dict[str, int]) -> str:
 # ----------------------------------------------------------------------- status
 
 
-def _process_alive(folder: Path) -> bool:
-    """Whether the process that journals into ``folder`` is alive.
-
-    A living process holds an exclusive lock on ``folder/.lock`` for its whole
-    life (devserver/_journals.py); a shared lock that can be taken means it died.
-    """
-    try:
-        handle = (folder / ".lock").open("rb")
-    except OSError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
-
-
 def _journal_runs(root: Path) -> tuple[int, int]:
     """Runs journaled by living processes (in flight) and by dead ones (to be recovered)."""
     alive = dead = 0
@@ -187,7 +168,7 @@ def _journal_runs(root: Path) -> tuple[int, int]:
         if not folder.is_dir() or folder.name.startswith("."):
             continue
         runs = sum(1 for _ in folder.glob("*.jsonl"))
-        if _process_alive(folder):
+        if process_alive(folder):
             alive += runs
         else:
             dead += runs
@@ -509,7 +490,7 @@ def _erase_waiting_copies(data: DataDir, user_id: str) -> tuple[int, int]:
                     header = json.loads(handle.readline())
                 if header.get("user_id") != user_id:
                     continue
-                if _process_alive(path.parent):
+                if process_alive(path.parent):
                     in_flight += 1
                 else:
                     path.unlink()

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import IO
 
-from execution_history import Journal, RecordStore, RunLog
+from execution_history import DamagedRunLog, Journal, RecordStore, RunLog, is_run_id
 
 logger = logging.getLogger("devserver")
 
@@ -121,6 +121,29 @@ class ProcessJournal:
             logger.error("%d damaged journal file(s) moved to %s", damaged, self.damaged_dir)
         return recovered
 
+    def read_other(self, run_id: str) -> tuple[RunLog, bool] | None:
+        """The run log of ``run_id`` from another process's journal, and whether that
+        process is dead; None when no other journal holds it.
+
+        A run waits there when its process died and recovery could not store it
+        yet (a full disk), or while another living process runs it. Nothing is
+        changed: this only reads.
+        """
+        if not is_run_id(run_id):
+            return None
+        try:
+            paths = [p for p in self.root.glob(f"*/{run_id}.jsonl") if p.parent != self.folder]
+        except OSError:
+            return None
+        for path in paths:
+            try:
+                with path.open(encoding="ascii", errors="replace") as handle:
+                    log = RunLog.from_lines(handle)
+            except (OSError, DamagedRunLog):
+                continue
+            return log, not process_alive(path.parent)
+        return None
+
     def close(self) -> None:
         """Stop journaling; remove the folder when no run was left unfinished."""
         if self.journal is not None:
@@ -132,3 +155,18 @@ class ProcessJournal:
                     shutil.rmtree(self.folder, ignore_errors=True)
             self._lock_file.close()  # releases the lock
             self._lock_file = None
+
+
+def process_alive(folder: Path) -> bool:
+    """Whether the process that journals into ``folder`` holds its lock (is alive)."""
+    try:
+        handle = (folder / _LOCK_NAME).open("rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False

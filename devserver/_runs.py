@@ -37,6 +37,7 @@ from execution_history import (
     build_record,
 )
 
+from ._journals import ProcessJournal
 from ._orchestrator import Pipeline, RunRequest, run_pipeline
 from .backends import BackendError
 
@@ -91,6 +92,8 @@ class RunService:
         registry: the live-run registry the finaliser fills.
         store: where finished records are read from.
         store_sink: its quarantine holds runs the store refused.
+        journals: this process's journal; other processes' journals are read for
+            runs a dead process left that recovery could not store yet.
         workers: runs executing at once.
         queue_size: runs waiting for a worker at most.
         tracking: False replaces the tracker by the no-op ``NullTracker`` (benchmarks).
@@ -106,6 +109,7 @@ class RunService:
         registry: LiveRunRegistry,
         store: RecordStore,
         store_sink: StoreSink | None = None,
+        journals: ProcessJournal | None = None,
         workers: int,
         queue_size: int,
         tracking: bool = True,
@@ -118,6 +122,7 @@ class RunService:
         self.registry = registry
         self.store = store
         self.store_sink = store_sink
+        self.journals = journals
         self.workers = workers
         self.capacity = workers + queue_size
         self.tracking = tracking
@@ -255,6 +260,11 @@ class RunService:
             if record is None:
                 # stored between the two looks: a quarantined run is imported at start-up
                 record = self.store.load(run_id)
+        if record is None and self.journals is not None:
+            found = self.journals.read_other(run_id)
+            if found is not None:
+                log, dead = found
+                record = build_record(log, recovered=dead)
         return record
 
     def waiting_records(self) -> list[ExecutionRecord]:

@@ -8,8 +8,10 @@ and read from there on every later start, so pseudonyms stay stable.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +70,21 @@ class Settings:
     def media_root(self) -> Path:
         """``<data_dir>/media``: one folder per run id inside."""
         return self.data_dir / "media"
+
+    @property
+    def last_resort_dirs(self) -> list[Path]:
+        """Where runs go at shutdown that neither the store nor the quarantine took."""
+        return last_resort_dirs(self.data_dir, Path(tempfile.gettempdir()))
+
+
+def last_resort_dirs(data_dir: Path, temp_root: Path) -> list[Path]:
+    """``<data_dir>/unwritten``, then a folder of this data dir's own under ``temp_root``.
+
+    The second is named after the data dir's path, so that a start imports
+    only its own runs from it, never another data dir's.
+    """
+    key = hashlib.sha256(str(data_dir.resolve()).encode("utf-8", "surrogatepass")).hexdigest()
+    return [data_dir / "unwritten", temp_root / "devserver-unwritten" / key[:16]]
 
 
 def defaults_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

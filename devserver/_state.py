@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import atexit
 import logging
-import tempfile
 import threading
 import weakref
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 
 from flask import Flask, current_app
 
@@ -132,18 +130,16 @@ def init_app(app: Flask) -> DevServer:
     registry = LiveRunRegistry()
     journal = ProcessJournal(settings.data_dir / "journal")
     journal.recover_dead(store)
-    try:
-        store_sink.reimport()
-    except OSError as exc:  # an unreadable quarantine must not stop the server
-        logger.error("quarantined records not re-imported: %s", exc)
+    # After recovery: a whole record saved at a shutdown replaces the journal's copy.
+    for folder in (store_sink.quarantine_dir, *settings.last_resort_dirs):
+        try:
+            StoreSink(store, folder).reimport()
+        except OSError as exc:  # an unreadable folder must not stop the server
+            logger.error("records in %s not imported: %s", folder, exc)
     finaliser = Finaliser(
         [store_sink],
         processors=[journal, registry],
-        # Where runs go that neither the store nor the quarantine took, at shutdown.
-        last_resort_dirs=[
-            settings.data_dir / "unwritten",
-            Path(tempfile.gettempdir()) / "devserver-unwritten",
-        ],
+        last_resort_dirs=settings.last_resort_dirs,
     )
     pipeline = Pipeline(backend=backend, stage1=Stage1Filter(), age=AgeFilter())
     runs = RunService(
@@ -153,6 +149,7 @@ def init_app(app: Flask) -> DevServer:
         registry=registry,
         store=store,
         store_sink=store_sink,
+        journals=journal,
         workers=settings.workers,
         queue_size=settings.queue_size,
         tracking=bool(app.config.get("TRACKING", True)),

@@ -21,7 +21,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._coerce import CoercionStats, clean_text, to_json_value
+from ._coerce import CoercionStats, clean_text, to_json_value, unique_key
 from ._record import ExecutionItem, ExecutionRecord, MediaRef
 from ._runlog import RawItem, RunLog
 from ._summary import StageRow, derive_status, summarise_stage_rows
@@ -136,6 +136,9 @@ def _model_versions(versions: Any, stats: CoercionStats) -> dict[str, str | None
     for name, version in versions.items():
         key = text_field(name, stats)
         if key is not None:
+            if key in out:  # two names that differ only in what had to be replaced
+                stats.coerced += 1
+                key = unique_key(key, out)
             out[key] = text_field(version, stats)
     return out
 

@@ -104,6 +104,12 @@ def _convert_container(
                 stats.coerced += 1
                 key = _safe_str(key)
             key = clean_text(key, max_chars, stats)[0]
+            if key in out:
+                # Two keys that differ only in what had to be replaced (lone surrogates,
+                # a non-string key's form): both values are kept, the later one under a
+                # numbered key, and counted.
+                stats.coerced += 1
+                key = unique_key(key, out)
             out[key] = _convert(item, max_chars, stats, depth + 1, seen)
         return out
     if isinstance(value, set | frozenset):
@@ -141,6 +147,14 @@ def _convert_scalar(
     if isinstance(value, UUID | PurePath):
         return str(value)
     return clean_text(_safe_str(value), max_chars, stats)[0]
+
+
+def unique_key(key: str, taken: Mapping[str, Any]) -> str:
+    """``key`` with the first number appended that ``taken`` lacks: ``"k (2)"``, ``"k (3)"`` …"""
+    number = 2
+    while f"{key} ({number})" in taken:
+        number += 1
+    return f"{key} ({number})"
 
 
 def _safe_str(value: Any) -> str:

@@ -42,12 +42,15 @@ class Sink(Protocol):
     """Receives each finished record once. ``name`` appears in the integrity block.
 
     A sink with ``durable = True`` must keep the record (itself or through its
-    ``fallback(record, reason) -> status``) before the run counts as safe.
+    ``fallback(record, reason)``, which returns a status or a ``SinkOutcome``)
+    before the run counts as safe. A sink that stores the record with its own
+    outcome returns that ``SinkOutcome``, so that the record readers get from
+    memory and the stored one are the same.
     """
 
     name: str
 
-    def __call__(self, record: ExecutionRecord) -> None: ...
+    def __call__(self, record: ExecutionRecord) -> SinkOutcome | None: ...
 
 
 class RunProcessor(Protocol):
@@ -308,7 +311,9 @@ class Finaliser:
         began = time.perf_counter()
         try:
             future = self._sink_pool.submit(sink, record)
-            future.result(timeout=self.deadline_s)
+            result = future.result(timeout=self.deadline_s)
+            if isinstance(result, SinkOutcome):  # the outcome the sink stored with the record
+                return result
             return SinkOutcome(name=name, status="ok", duration_ms=_ms_since(began))
         except concurrent.futures.TimeoutError:
             reason, status = f"no answer within {self.deadline_s:g} s", "timeout"
@@ -318,7 +323,10 @@ class Finaliser:
         fallback = getattr(sink, "fallback", None)
         if fallback is not None:
             try:
-                status = fallback(record, reason)
+                kept = fallback(record, reason)
+                if isinstance(kept, SinkOutcome):  # the outcome written with the record
+                    return kept
+                status = str(kept)
             except Exception as exc:
                 logger.error("fallback of sink %s failed for run %s: %s", name, record.run_id, exc)
                 reason = f"{reason}; fallback failed: {type(exc).__name__}: {exc}"[:500]

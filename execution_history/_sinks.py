@@ -68,27 +68,31 @@ class StoreSink:
         self.attempts = attempts
         self.backoff_s = backoff_s
 
-    def __call__(self, record: ExecutionRecord) -> None:
-        """Save ``record``; raises the last error when every attempt failed."""
+    def __call__(self, record: ExecutionRecord) -> SinkOutcome:
+        """Save ``record``; returns the outcome stored with it (so the record a reader
+        gets from memory is the stored one); raises the last error when every attempt failed."""
         delay = self.backoff_s
         for attempt in range(1, self.attempts + 1):
             try:
-                self.store.save(_with_outcome(record, "ok", attempt))
-                return
+                stored = _with_outcome(record, "ok", attempt)
+                self.store.save(stored)
+                return stored.integrity.sinks[-1]
             except Exception as exc:
                 if attempt == self.attempts:
                     raise
                 logger.warning("store write %d of run %s failed: %s", attempt, record.run_id, exc)
                 time.sleep(delay)
                 delay *= 2
+        raise ValueError(f"attempts must be at least 1, not {self.attempts}")
 
-    def fallback(self, record: ExecutionRecord, reason: str) -> str:
-        """Keep the record as a JSON file in the quarantine folder; returns 'quarantined'."""
+    def fallback(self, record: ExecutionRecord, reason: str) -> SinkOutcome:
+        """Keep the record as a JSON file in the quarantine folder; returns the outcome
+        written with it (status 'quarantined')."""
         quarantined = _with_outcome(record, "quarantined", self.attempts, reason)
         path = self.quarantine_dir / f"{record.run_id}.json"
         write_atomically(path, quarantined.model_dump_json().encode("utf-8"))
         logger.error("run %s quarantined at %s", record.run_id, path)
-        return "quarantined"
+        return quarantined.integrity.sinks[-1]
 
     def reimport(self) -> list[str]:
         """Move quarantined records into the store; returns the run ids imported.

@@ -484,16 +484,26 @@ class SQLiteRecordStore:
         return result
 
     def ping(self) -> str | None:
-        """None when the database answers a write now, else the reason."""
+        """None when the database takes a write now, else the reason.
+
+        On a connection of its own with a short busy timeout, so a health check
+        never waits long behind another process's lock. ``BEGIN IMMEDIATE`` and
+        reads succeed on a read-only database file; only a write statement
+        finds out, so one that changes nothing runs and is rolled back. A full
+        disk shows when a commit fails (the store sink then quarantines).
+        """
+        target = self._read_only_uri or str(self.path)
         try:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # BEGIN IMMEDIATE and reads succeed on a read-only database file; only a
-                # write statement finds out. This one changes nothing and is rolled back.
-                conn.execute("DELETE FROM runs WHERE 0")
-            finally:
-                conn.execute("ROLLBACK")
+            with contextlib.closing(
+                sqlite3.connect(
+                    target, timeout=0.5, isolation_level=None, uri=self._read_only_uri is not None
+                )
+            ) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM runs WHERE 0")
+                finally:
+                    conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             return f"{type(exc).__name__}: {exc}"
         return None

@@ -258,3 +258,14 @@ def test_close_writes_held_runs_to_standard_error_when_no_folder_is_writable(
     assert report.unwritten == 1 and "standard error" in report.message()
     lines = capsys.readouterr().err.splitlines()  # type: ignore[attr-defined]
     assert [json.loads(line)["run_id"] for line in lines] == [run_id]
+
+
+def test_the_record_readers_get_from_memory_is_the_stored_record(tmp_path: Path) -> None:
+    """Between the store's commit and the run leaving the live registry, a reader gets the
+    finaliser's record: it must be the one the store holds, outcome included."""
+    store = SQLiteRecordStore(tmp_path / "h.sqlite3")
+    finaliser = Finaliser([StoreSink(store, tmp_path / "q")])
+    record = run_once(finaliser).finalize(wait=True)
+    assert record.integrity.sinks[0].status == "ok"
+    assert store.load(record.run_id) == record
+    finaliser.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, send_from_directory, url_for
+from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
-from execution_history import ExecutionTracker, RunSummary, summarise_run
+from execution_history import ExecutionTracker, RunSummary, media_file, open_media, summarise_run
 
 from ._errors import ApiError
 from ._run_body import parse_run_body
@@ -128,6 +129,20 @@ def get_media(run_id: str, name: str) -> Response:
     if not MEDIA_NAME.fullmatch(name) or suffix not in MEDIA_TYPES:
         raise ApiError(404, "not_found", "There is no such media file.")
     state = get_state()
-    folder = state.runs.media_dir(run_id)
-    # send_from_directory joins safely and answers 404 for a missing file.
-    return send_from_directory(folder, name, mimetype=MEDIA_TYPES[suffix], max_age=3600)
+    # Only a regular file inside the run's own folder, never through a symbolic link
+    # (the folder, or a link planted in it, could otherwise serve any file of the server).
+    path = media_file(state.runs.media_dir(run_id), name)
+    try:
+        handle = os.fdopen(open_media(path), "rb") if path is not None else None
+    except OSError:
+        handle = None
+    if handle is None:
+        raise ApiError(404, "not_found", "There is no such media file.")
+    response = send_file(
+        handle,
+        mimetype=MEDIA_TYPES[suffix],
+        max_age=3600,
+        last_modified=os.fstat(handle.fileno()).st_mtime,
+        conditional=True,
+    )
+    return response

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 import exports
@@ -34,6 +35,8 @@ from execution_history import (
     RecordStore,
     RunFilter,
     is_run_id,
+    media_file,
+    open_media,
 )
 
 logger = logging.getLogger("devserver")
@@ -65,24 +68,6 @@ def safe_file_name(run_id: str, config: str | None, extension: str) -> str:
     """
     label = _SAFE_NAME.sub("-", config or "").strip("-_")[:40] or "run"
     return f"{run_id}_{label}.{extension}"
-
-
-def media_file(media_dir: Path, relative: str) -> Path | None:
-    """The file ``relative`` inside ``media_dir``, or None when the path could leave it.
-
-    A recorded media path is data, not trusted: absolute paths, ``..``, backslashes,
-    NUL and links that lead outside the folder are refused.
-    """
-    if not relative or "\x00" in relative or "\\" in relative or len(relative) > 1024:
-        return None
-    pure = PurePosixPath(relative)
-    if pure.is_absolute() or any(part in ("", ".", "..") for part in pure.parts):
-        return None
-    root = media_dir.resolve()
-    candidate = (root / pure).resolve()
-    if not candidate.is_relative_to(root):
-        return None
-    return candidate
 
 
 class _Buffer:
@@ -341,7 +326,7 @@ def _add_media(
             )
             continue
         try:
-            handle = path.open("rb")
+            handle = os.fdopen(open_media(path), "rb")
         except OSError:
             summary.missing_media.append(
                 {"run_id": record.run_id, "path": relative, "reason": "file not found"}

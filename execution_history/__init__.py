@@ -10,6 +10,7 @@ from ._finaliser import Finaliser, RunProcessor, ShutdownReport, Sink
 from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
 from ._journal import Journal, Recovery
 from ._live import LiveRunRegistry
+from ._media import media_file, open_media
 from ._privacy import Pseudonymiser
 from ._progress import (
     IterationProgress,
@@ -107,7 +108,9 @@ __all__ = [
     "derive_status",
     "is_run_id",
     "live_item",
+    "media_file",
     "new_run_id",
+    "open_media",
     "open_store",
     "progress_of_record",
     "summarise_run",

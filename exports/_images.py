@@ -14,6 +14,7 @@ pixel and colour chunks are kept), which is lossless and fast.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 import zlib
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from execution_history import media_file, open_media
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -67,29 +70,14 @@ class _Unusable(Exception):
 
 
 def resolve_media(media_dir: Path | None, relative: str | None) -> Path | None:
-    """The file a media reference points to, only if it lies inside ``media_dir``.
+    """Where a media reference points inside ``media_dir``, or None when that is unsafe.
 
-    A record's media path is data, so ``../`` or an absolute path must not let an
-    export embed a file from elsewhere on the server (symlinks are resolved too).
-
-    Args:
-        media_dir: the run's media folder, or None when there is none.
-        relative: the reference's ``/``-separated path inside that folder.
-
-    Returns:
-        The resolved path, or None when there is no folder, no path, or the path
-        leaves the folder.
+    A record's media path is data: ``../``, an absolute path or a symbolic
+    link anywhere on the way (the run's folder included) must not let an
+    export embed a file from elsewhere on the server. The rules are the
+    core's (``media_file``); open the result with ``open_media``.
     """
-    if media_dir is None or not relative or "\x00" in relative:
-        return None
-    try:
-        root = media_dir.resolve()
-        candidate = (root / relative).resolve()
-    except (OSError, RuntimeError, ValueError):
-        return None
-    if candidate == root or not candidate.is_relative_to(root):
-        return None
-    return candidate
+    return media_file(media_dir, relative)
 
 
 def normalise_image(
@@ -121,11 +109,12 @@ def _normalise(path: Path | None, max_px: int, prefer: str) -> NormalisedImage:
     if path is None:
         raise _Unusable("no image file")
     try:
-        if not path.is_file():
-            raise _Unusable("image file not found")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise _Unusable("image file too large")
-        raw = path.read_bytes()
+        with os.fdopen(open_media(path), "rb") as handle:
+            if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
+                raise _Unusable("image file too large")
+            raw = handle.read()
+    except FileNotFoundError as exc:
+        raise _Unusable("image file not found") from exc
     except OSError as exc:
         raise _Unusable("image file not readable") from exc
     with warnings.catch_warnings():

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
 import re
 import shutil
 import tempfile
@@ -50,7 +51,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from xml.sax.saxutils import quoteattr
 
-from execution_history import STAGE_NAMES, ExecutionItem, ExecutionRecord, ItemType, MediaType
+from execution_history import (
+    STAGE_NAMES,
+    ExecutionItem,
+    ExecutionRecord,
+    ItemType,
+    MediaType,
+    open_media,
+)
 
 from ._images import normalise_image, resolve_media
 from ._journey import Iteration, Output, build_journey, type_name
@@ -603,11 +611,15 @@ class _ProjectWriter:
             tag = "PictureSource"
         else:
             ext_or_none = _media_extension(item, kind)
-            if path is None or ext_or_none is None or not path.is_file():
+            if path is None or ext_or_none is None:
                 return None
             ext = ext_or_none
+            try:
+                file = os.fdopen(open_media(path), "rb")
+            except OSError:  # gone, or swapped for a link since it was checked
+                return None
             with (
-                path.open("rb") as file,
+                file,
                 self.archive.open(
                     _stored(f"sources/{source_guid}.{ext}"), "w", force_zip64=True
                 ) as handle,

@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 from urllib.parse import quote
 
-from execution_history import STAGE_NAMES, ExecutionItem, ExecutionRecord, is_run_id
+from execution_history import STAGE_NAMES, ExecutionItem, ExecutionRecord, is_run_id, open_media
 
 from . import _json
 from ._images import resolve_media
@@ -136,11 +137,16 @@ class _CrateWriter:
             handle.write(data)
         return len(data), hashlib.sha256(data).hexdigest()
 
-    def copy_file(self, path: str, source: Path) -> tuple[int, str]:
+    def copy_file(self, path: str, source: Path) -> tuple[int, str] | None:
+        """Copy a media file into the crate; None when it is gone or became a link."""
         digest = hashlib.sha256()
         size = 0
+        try:
+            file = os.fdopen(open_media(source), "rb")
+        except OSError:
+            return None
         with (
-            source.open("rb") as file,
+            file,
             self.archive.open(_info(path, compress=False), "w", force_zip64=True) as handle,
         ):
             while chunk := file.read(1 << 20):
@@ -264,10 +270,13 @@ class _CrateWriter:
         )
         if item.media is not None:
             source = resolve_media(media_dir, item.media.path)
-            if source is not None and source.is_file():
+            copied = None
+            if source is not None:
                 safe = _UNSAFE_NAME.sub("_", Path(item.media.path).name)[:80] or "media"
                 path = f"media/{folder}/{item.sequence:04d}-{safe}"
-                size, digest = self.copy_file(path, source)
+                copied = self.copy_file(path, source)
+            if copied is not None:
+                size, digest = copied
                 mime = item.media.mime_type or "application/octet-stream"
                 media[item.sequence] = MediaFile(path, item.media.mime_type, digest)
                 properties: dict[str, Any] = {

@@ -25,6 +25,8 @@ EXPECTED = {
     # one run log, processors, recovery and shutdown reports (issue 11)
     "DamagedRunLog", "Recovery", "RunLog", "RunProcessor", "ShutdownReport",
     "open_store",
+    # media files read only from inside a run's folder, never through a link (issue 12)
+    "media_file", "open_media",
 }  # fmt: skip
 
 

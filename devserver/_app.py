@@ -10,7 +10,7 @@ from werkzeug.routing import BaseConverter
 
 from execution_history import RUN_ID_PATTERN
 
-from . import _errors, _state
+from . import _errors, _limits, _state
 from ._api_configs import bp as configs_bp
 from ._api_downloads import bp as downloads_bp
 from ._api_events import bp as events_bp
@@ -57,7 +57,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.converters["run_id"] = RunIdConverter
     app.after_request(_harden)
     _errors.init_app(app)
-    _state.init_app(app)
+    state = _state.init_app(app)
+    _limits.init_app(app, state.settings.max_body_bytes)
     app.register_blueprint(configs_bp)
     app.register_blueprint(runs_bp)
     app.register_blueprint(progress_bp)

@@ -112,6 +112,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "A wrong research token.",
         404: "No such run, file or format.",
         409: "The run is still running.",
+        413: "The request body is larger than the server takes (1 MiB by default).",
         501: "The format's libraries are not installed on this server.",
         503: "Busy or shutting down; see Retry-After.",
     }
@@ -177,7 +178,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "responses": {
                 "200": _json("RunStarted", "The run ended (with ?wait=true)."),
                 "202": _json("RunStarted", "The run started."),
-                **_errors(400, 503),
+                **_errors(400, 413, 503),
             },
         },
         ("/api/runs", "get"): {

@@ -26,6 +26,7 @@ from waitress import create_server
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from ._api_events import get_hub
+from ._limits import WAITRESS_MARGIN_BYTES
 from ._settings import Settings
 from ._state import get_state
 
@@ -54,6 +55,8 @@ def make_server(
         connection_limit=max(100, 4 * threads),
         ident="devserver",
         clear_untrusted_proxy_headers=True,
+        # A declared body beyond the cap is refused before it is read (see _limits).
+        max_request_body_size=state.settings.max_body_bytes + WAITRESS_MARGIN_BYTES,
     )
 
 

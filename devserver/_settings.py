@@ -35,6 +35,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "MAX_INPUT_CHARS": ("DEVSERVER_MAX_INPUT_CHARS", 2000),
     "WAIT_TIMEOUT_S": ("DEVSERVER_WAIT_TIMEOUT_S", 120.0),
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
+    "MAX_BODY_BYTES": ("DEVSERVER_MAX_BODY_BYTES", 1 << 20),
 }
 
 RESEARCH_TOKEN_FILE = "research_token"
@@ -60,6 +61,8 @@ class Settings:
     workers: int
     queue_size: int
     max_input_chars: int
+    #: Longest request body taken; longer ones are answered 413 before anything reads them.
+    max_body_bytes: int
     wait_timeout_s: float
     shutdown_timeout_s: float
     research_token: str
@@ -102,18 +105,6 @@ def _number(config: Mapping[str, Any], key: str, kind: type, minimum: float) -> 
     if number < minimum:
         raise SettingsError(f"{ENVIRONMENT[key][0]} must be at least {minimum}, not {value!r}")
     return number
-
-
-def _flag(config: Mapping[str, Any], key: str) -> bool:
-    value = config.get(key)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{ENVIRONMENT[key][0]} must be true or false, not {value!r}")
 
 
 def _database_path(url: str | None, data_dir: Path) -> Path:
@@ -206,6 +197,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         workers=_number(config, "WORKERS", int, 1),
         queue_size=_number(config, "QUEUE_SIZE", int, 0),
         max_input_chars=_number(config, "MAX_INPUT_CHARS", int, 1),
+        max_body_bytes=_number(config, "MAX_BODY_BYTES", int, 1024),
         wait_timeout_s=_number(config, "WAIT_TIMEOUT_S", float, 0.0),
         shutdown_timeout_s=_number(config, "SHUTDOWN_TIMEOUT_S", float, 0.0),
         research_token=str(token),

@@ -12,7 +12,7 @@ from ._coerce import CoercionStats
 from ._record import ExecutionItem, ExecutionRecord, StageSummary
 from ._runlog import RawItem
 from ._summary import summarise_stages
-from ._taxonomy import OUTPUT_ITEM_TYPES, ItemType, RunStatus
+from ._taxonomy import FAILURE_ITEM_TYPES, OUTPUT_ITEM_TYPES, ItemType, RunStatus
 
 _FROZEN = ConfigDict(frozen=True, extra="ignore")
 _INTERCEPTION_STAGE = 2
@@ -23,7 +23,10 @@ class IterationProgress(BaseModel):
 
     model_config = _FROZEN
 
-    done: int = Field(description="Distinct stage_iteration values seen in stage 2.")
+    done: int = Field(
+        description="Distinct stage_iteration values in stage 2 that recorded something other "
+        "than a failure."
+    )
     planned: int | None = Field(
         default=None, description="From the run's config; None when the config is unknown."
     )
@@ -112,7 +115,15 @@ def build_progress(
             blocked.add(key)
         elif item.item_type == ItemType.OUTPUT_FAILED:
             failed.add(key)
-    interception = next((s for s in summaries if s.stage == _INTERCEPTION_STAGE), None)
+    # An iteration is done when it recorded something other than a failure: an error
+    # item carries the iteration it happened in, which was not done.
+    iterations_done = {
+        item.stage_iteration
+        for item in items
+        if item.stage == _INTERCEPTION_STAGE
+        and item.stage_iteration is not None
+        and item.item_type not in FAILURE_ITEM_TYPES
+    }
     remaining = (
         max(planned_outputs - len(done) - len(blocked) - len(failed), 0)
         if planned_outputs is not None
@@ -129,10 +140,7 @@ def build_progress(
         started_at=started_at,
         ended_at=ended_at,
         stages=summaries,
-        iterations=IterationProgress(
-            done=interception.iterations if interception is not None else 0,
-            planned=planned_iterations,
-        ),
+        iterations=IterationProgress(done=len(iterations_done), planned=planned_iterations),
         outputs=OutputProgress(
             planned=planned_outputs,
             done=len(done),

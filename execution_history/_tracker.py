@@ -87,8 +87,8 @@ class _StageScope:
         tb: TracebackType | None,
     ) -> Literal[False]:
         tracker = self._tracker
-        if exc is not None and tracker._error_stage is None:
-            tracker._error_stage = self._stage
+        if exc is not None and tracker._error_at is None:
+            tracker._error_at = (self._stage, tracker._si, tracker._loop)
         tracker._stage = self._previous
         return False
 
@@ -111,7 +111,10 @@ class _IterationScope:
         return self
 
     def __exit__(self, *exc: object) -> Literal[False]:
-        self._tracker._si = self._previous
+        tracker = self._tracker
+        if exc[1] is not None and tracker._error_at is None:  # where the error happened
+            tracker._error_at = (tracker._stage, tracker._si, tracker._loop)
+        tracker._si = self._previous
         return False
 
 
@@ -131,7 +134,10 @@ class _LoopScope:
         return self
 
     def __exit__(self, *exc: object) -> Literal[False]:
-        self._tracker._loop = self._previous
+        tracker = self._tracker
+        if exc[1] is not None and tracker._error_at is None:  # where the error happened
+            tracker._error_at = (tracker._stage, tracker._si, tracker._loop)
+        tracker._loop = self._previous
         return False
 
 
@@ -164,7 +170,7 @@ class ExecutionTracker:
 
     __slots__ = (
         "_append",
-        "_error_stage",
+        "_error_at",
         "_last_error_log",
         "_loop",
         "_max_items",
@@ -213,7 +219,8 @@ class ExecutionTracker:
         self._si: int | None = None
         self._loop: int | None = None
         self._transition_stage = 0
-        self._error_stage: int | None = None
+        # (stage, stage_iteration, loop_iteration) where an exception left the innermost scope
+        self._error_at: tuple[int, int | None, int | None] | None = None
         self._last_error_log = 0.0
         self._started = False
         self._token: contextvars.Token[Any] | None = None
@@ -546,8 +553,8 @@ class ExecutionTracker:
     def _log_ending(self, error: BaseException | None) -> None:
         self._si = self._loop = None
         if error is not None:
-            if self._error_stage is not None:
-                self._stage = self._error_stage
+            if self._error_at is not None:  # the error item goes where the error happened
+                self._stage, self._si, self._loop = self._error_at
             self.log(
                 ItemType.PIPELINE_ERROR,
                 describe_error(error),

@@ -24,7 +24,9 @@ _AMPLITUDE = 0.35 * 32767
 
 
 def _word_degree(word: str) -> int:
-    return hashlib.sha256(word.casefold().encode()).digest()[0] % (2 * len(_PENTATONIC))
+    return hashlib.sha256(word.casefold().encode("utf-8", "surrogatepass")).digest()[0] % (
+        2 * len(_PENTATONIC)
+    )
 
 
 def synthesise_tune(

@@ -38,7 +38,9 @@ COLOURS: dict[str, RGB] = {
 
 def seeded_rng(prompt: str, seed: int, purpose: str) -> random.Random:
     """A random generator determined by the prompt, the seed and what it is for."""
-    digest = hashlib.sha256(f"{purpose}\x00{seed}\x00{prompt}".encode()).digest()
+    # surrogatepass: every text the API accepts (lone surrogates included) has a digest
+    text = f"{purpose}\x00{seed}\x00{prompt}".encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(text).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 

@@ -149,7 +149,7 @@ def test_exception_is_recorded_as_pipeline_error_and_reraised_unchanged() -> Non
     last = record.items[-1]
     assert last.item_type == ItemType.PIPELINE_ERROR
     assert last.stage == 2  # the stage the exception came from
-    assert last.stage_iteration is None
+    assert last.stage_iteration == 4  # and the iteration it happened in
     assert "backend exploded" in (last.content or "")
     assert last.metadata["exception_type"] == "KeyError"
     assert {s.stage: s.failures for s in record.stages}[2] == 1
@@ -260,3 +260,13 @@ def test_fault_in_a_scope_is_counted_not_raised() -> None:
     assert record.integrity.tracker_errors >= 1
     assert "RuntimeError: tracker bug" in record.integrity.tracker_error_messages[0]
     assert record.status == RunStatus.SUCCESS
+
+
+def test_an_error_inside_an_output_carries_that_outputs_loop_iteration() -> None:
+    tracker = ExecutionTracker("x")
+    with pytest.raises(UnicodeEncodeError), tracker:
+        with tracker.loop_iteration(2), tracker.stage(4):
+            "\ud800".encode()
+    last = tracker.finalize().items[-1]
+    assert last.item_type == ItemType.PIPELINE_ERROR
+    assert (last.stage, last.stage_iteration, last.loop_iteration) == (4, None, 2)

@@ -57,6 +57,9 @@ def make_server(
         clear_untrusted_proxy_headers=True,
         # A declared body beyond the cap is refused before it is read (see _limits).
         max_request_body_size=state.settings.max_body_bytes + WAITRESS_MARGIN_BYTES,
+        # poll(), not select(): select() cannot watch a descriptor numbered 1024 or
+        # more, and a server with many threads and clients passes that.
+        asyncore_use_poll=True,
     )
 
 

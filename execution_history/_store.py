@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -263,6 +264,9 @@ class SQLiteRecordStore:
         busy_timeout_s: how long a writer waits for another process's lock.
         pragmas: extra SQLite pragmas for every connection (e.g. ``cache_size``,
             ``max_page_count`` to cap the file's size).
+        pool_size: connections open at most; a thread that needs one while all
+            are in use waits for one. However many request threads a server
+            runs, the store holds this many database handles, not one each.
     """
 
     def __init__(
@@ -271,12 +275,14 @@ class SQLiteRecordStore:
         *,
         busy_timeout_s: float = 10.0,
         pragmas: Mapping[str, int | str] | None = None,
+        pool_size: int = 8,
     ) -> None:
         self.path = Path(path)
         self._pragmas = dict(pragmas or {})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_ms = int(busy_timeout_s * 1000)
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(max(1, pool_size))
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         #: Set when the database can only be read (see ``_open_read_only``).
@@ -313,42 +319,59 @@ class SQLiteRecordStore:
 
     # -------------------------------------------------------------- connections
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self._read_only_uri or self.path,
-                timeout=self._busy_ms / 1000,
-                isolation_level=None,
-                uri=self._read_only_uri is not None,
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._read_only_uri or self.path,
+            timeout=self._busy_ms / 1000,
+            isolation_level=None,
+            uri=self._read_only_uri is not None,
+            check_same_thread=False,  # pooled: used by one thread at a time, never at once
+        )
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk when save() returns (WAL's NORMAL may lose the last one).
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        for name, value in self._pragmas.items():
+            if not name.isidentifier():
+                raise ValueError(f"not a pragma name: {name!r}")
+            conn.execute(
+                f"PRAGMA {name} = {int(value) if isinstance(value, int) else repr(str(value))}"
             )
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a commit is on disk when save() returns (WAL's NORMAL may lose the last one).
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            for name, value in self._pragmas.items():
-                if not name.isidentifier():
-                    raise ValueError(f"not a pragma name: {name!r}")
-                conn.execute(
-                    f"PRAGMA {name} = {int(value) if isinstance(value, int) else repr(str(value))}"
-                )
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+        with self._lock:
+            self._connections.append(conn)
         return conn
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection from the pool for the length of the block (opened when none is idle)."""
+        self._slots.acquire()
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._open()
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:  # a block that left one open: never hand it on
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                self._idle.put(conn)
+        finally:
+            self._slots.release()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close every connection this store opened."""
@@ -357,7 +380,11 @@ class SQLiteRecordStore:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._connections.clear()
-        self._local = threading.local()
+        while True:
+            try:
+                self._idle.get_nowait()
+            except queue.Empty:
+                break
 
     # ------------------------------------------------------------------ writes
 
@@ -400,14 +427,16 @@ class SQLiteRecordStore:
 
     def load(self, run_id: str) -> ExecutionRecord | None:
         """The stored record, or None. Records of older taxonomies load as they are."""
-        row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
         return ExecutionRecord.model_validate_json(row[0])
 
     def load_json(self, run_id: str) -> str | None:
         """The stored record's JSON text as written, or None."""
-        row = self._conn().execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def list_runs(
@@ -425,7 +454,8 @@ class SQLiteRecordStore:
             f"SELECT {_COLUMNS} FROM runs WHERE {where} "
             "ORDER BY started_at DESC, run_id DESC LIMIT ?"
         )
-        rows = self._conn().execute(sql, [*params, int(limit)]).fetchall()
+        with self._connection() as conn:
+            rows = conn.execute(sql, [*params, int(limit)]).fetchall()
         return [RunRow(*row) for row in rows]
 
     def iter_runs(self, filters: RunFilter = RunFilter(), page: int = 200) -> Iterator[RunRow]:
@@ -441,15 +471,19 @@ class SQLiteRecordStore:
     def count(self, filters: RunFilter = RunFilter()) -> int:
         """How many runs match."""
         where, params = filters.where()
-        return int(
-            self._conn().execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()[0]
-        )
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()
+        return int(row[0])
 
     def stats(self, filters: RunFilter = RunFilter()) -> Stats:
         """Counts by status, config, safety level and day; per-stage totals; integrity totals."""
+        with self._connection() as conn:  # one connection: never two from the pool at once
+            return self._stats(conn, filters)
+
+    def _stats(self, conn: sqlite3.Connection, filters: RunFilter) -> Stats:
         where, params = filters.where()
-        conn = self._conn()
-        result = Stats(runs=self.count(filters))
+        count = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", params).fetchone()
+        result = Stats(runs=int(count[0]))
         for column, target in (
             ("status", result.by_status),
             ("config_name", result.by_config),
@@ -523,12 +557,12 @@ class SQLiteRecordStore:
 
     def run_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored."""
-        conn = self._conn()
         found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            sql = f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
-            found.update(row[0] for row in conn.execute(sql, chunk))
+        with self._connection() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                sql = f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+                found.update(row[0] for row in conn.execute(sql, chunk))
         return found
 
 
@@ -592,13 +626,14 @@ def _build_legacy_captures(store: SQLiteRecordStore) -> None:
     one builder and stored; a capture that cannot be read stays in its table
     (logged), so nothing is lost.
     """
-    conn = store._conn()
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'captured_runs'"
-    ).fetchone()
-    if not exists:
-        return
-    for run_id, payload in conn.execute("SELECT run_id, payload FROM captured_runs").fetchall():
+    with store._connection() as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'captured_runs'"
+        ).fetchone()
+        rows = (
+            conn.execute("SELECT run_id, payload FROM captured_runs").fetchall() if exists else []
+        )
+    for run_id, payload in rows:
         try:
             log = _log_of_capture(payload)
             record = complete_media(build_record(log), log.media_dir)

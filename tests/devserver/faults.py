@@ -208,11 +208,13 @@ class Served:
     the server's logging, which is itself a fault (and not the one under test).
     """
 
-    def __init__(self, env: dict[str, str], cwd: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         script = Path(sys.executable).with_name("devserver")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [str(script), "serve", "--port", "0"],
+            [str(script), "serve", "--port", "0", *args],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,

@@ -23,14 +23,19 @@ from typing import Any
 
 from ._coerce import CoercionStats, clean_text, to_json_value, unique_key
 from ._record import ExecutionItem, ExecutionRecord, MediaRef
-from ._runlog import RawItem, RunLog
-from ._summary import StageRow, derive_status, summarise_stage_rows
+from ._runlog import MAX_TIME_NS, RawItem, RunLog
+from ._summary import derive_status, summarise_stage_rows, summarise_stages
 from ._taxonomy import DEFAULT_MEDIA_TYPE, ItemType, MediaType, RunStatus
 
 #: Names, ids and other short fields are cut at this many characters (and counted).
 MAX_NAME_CHARS = _NAME = 1000
 _MEDIA_FIELDS = ("path", "mime_type", "size_bytes", "sha256", "width", "height", "duration_s")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Below 2**32 s (the year 2106) Unix seconds as a float name every microsecond exactly
+#: (pydantic-core rounds to the microsecond): the builder hands those over as floats, and
+#: pydantic-core makes the datetime, cheaper than Python can.
+_FLOAT_EXACT_US = (1 << 32) * 1_000_000
+_MAX_US = MAX_TIME_NS // 1000
 _ITEM_TYPES: dict[Any, ItemType] = {t: t for t in ItemType} | {t.value: t for t in ItemType}
 _isfinite = math.isfinite
 
@@ -38,6 +43,12 @@ _isfinite = math.isfinite
 def utc_from_ns(ns: int) -> datetime:
     """A timezone-aware UTC datetime from nanoseconds since the epoch (microsecond precision)."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _timestamp(us: int) -> datetime | None:
+    """The datetime of a time the float cannot hold exactly; None for one that is no time
+    (only a damaged log holds one: the item is then dropped and counted, never misdated)."""
+    return _EPOCH + timedelta(microseconds=us) if 0 <= us < _MAX_US else None
 
 
 def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
@@ -66,11 +77,18 @@ def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
     else:
         status = derive_status((item["item_type"] for item in items), finished=False)
     ended_ns = log.ended_ns
-    rows: list[StageRow] = [
-        (i["stage"], i["item_type"], i["timestamp_us"], i["stage_iteration"], i["loop_iteration"])
-        for i in items
-    ]
-    stages = summarise_stage_rows(rows, status, ended_ns // 1000 if ended_ns is not None else None)
+    ended_us = ended_ns // 1000 if ended_ns is not None else None
+    dated = all(item["timestamp"] is not None for item in items)
+    stages = (
+        summarise_stage_rows(
+            [(i["stage"], i["item_type"], i["timestamp_us"], i["stage_iteration"],
+              i["loop_iteration"]) for i in items],
+            status,
+            ended_us,
+        )
+        if dated
+        else []
+    )  # fmt: skip
     models = _model_versions(log.model_versions, stats)
     for item in items:
         model = item["model"]
@@ -94,12 +112,18 @@ def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
         "model_versions": models,
         "items": items,
     }
-    try:
-        record = ExecutionRecord.model_validate(data)
-    except Exception:
+    record = None
+    if dated:
+        try:
+            record = ExecutionRecord.model_validate(data)
+        except Exception:
+            record = None
+    if record is None:
         # One item that does not validate must not cost the run: validate each on its
-        # own, drop and count the bad ones.
-        data["items"] = _valid_items(items, build_errors)
+        # own, drop and count the bad ones, and summarise the stages of those kept.
+        valid = _valid_items(items, build_errors)
+        data["items"] = valid
+        data["stages"] = summarise_stages(valid, status, data["ended_at"])
         record = ExecutionRecord.model_validate(data)
     messages = log.error_messages + build_errors
     integrity = record.integrity.model_copy(
@@ -202,7 +226,7 @@ def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, A
     us = ts // 1000
     return {
         "sequence": seq if type(seq) is int else _coerced_int(seq, stats, 0),
-        "timestamp": _EPOCH + timedelta(microseconds=us),
+        "timestamp": us / 1e6 if 0 <= us < _FLOAT_EXACT_US else _timestamp(us),
         "timestamp_us": us,
         "stage": stage if type(stage) is int else _coerced_int(stage, stats, 0),
         "stage_iteration": si if si is None or type(si) is int else opt_int(si, stats),

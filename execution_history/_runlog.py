@@ -31,6 +31,8 @@ from ._taxonomy import RunStatus
 
 #: Version of the serialisation; lines of another version are refused.
 RUN_LOG_FORMAT = 1
+#: Times a run log may hold, in nanoseconds since the epoch (up to the year 2603).
+MAX_TIME_NS = 20_000_000_000 * 1_000_000_000
 #: How many error messages a run keeps (every error is counted).
 KEPT_ERROR_MESSAGES = 5
 #: Guards settle/wait of every run: both happen once per run, off the hot path, so
@@ -257,6 +259,9 @@ class RunLog:
             raise DamagedRunLog(
                 f"the first line is not a run-log header of format {RUN_LOG_FORMAT}"
             )
+        started_ns = header.get("started_ns")
+        if type(started_ns) is not int or not 0 <= started_ns < MAX_TIME_NS:
+            raise DamagedRunLog(f"the header's start time is not one: {started_ns!r}"[:200])
         try:
             media_dir = header.get("media_dir")
             log = cls(
@@ -289,7 +294,10 @@ class RunLog:
         return log
 
     def _read_end(self, end: dict[str, Any]) -> None:
-        self.end(RunStatus(end["status"]), int(end["ended_ns"]))
+        ended_ns = end["ended_ns"]
+        if type(ended_ns) is not int or not 0 <= ended_ns < MAX_TIME_NS:
+            raise ValueError(f"not an end time: {ended_ns!r}")
+        self.end(RunStatus(end["status"]), ended_ns)
         self.items_dropped = int(end.get("items_dropped") or 0)
         self.items_after_end = int(end.get("items_after_end") or 0)
         self.tracker_errors = int(end.get("tracker_errors") or 0)

@@ -15,6 +15,7 @@ from execution_history import (
     DamagedRunLog,
     ExecutionTracker,
     ItemType,
+    RawItem,
     RunLog,
     RunStatus,
     SQLiteRecordStore,
@@ -156,3 +157,28 @@ def test_runs_an_earlier_version_stored_as_captures_are_built_when_the_store_ope
     store.close()
     with sqlite3.connect(db) as conn:  # the unreadable capture is kept, never deleted
         assert conn.execute("SELECT run_id FROM captured_runs").fetchall() == [("f",)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(ns=st.integers(min_value=0, max_value=20_000_000_000 * 10**9 - 1))
+def test_every_timestamp_is_dated_to_the_microsecond(ns: int) -> None:
+    """Unix seconds as a float (before 2106) or a Python datetime (after): exact either way."""
+    from datetime import UTC, datetime, timedelta
+
+    log = RunLog("0" * 32, "x", started_ns=ns)
+    log.items.append(RawItem(1, ns, 1, None, None, ItemType.USER_INPUT_TEXT, "t", *[None] * 8))
+    (item,) = build_record(log).items
+    assert item.timestamp == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+
+
+@pytest.mark.parametrize("ns", [-1, 20_000_000_000 * 10**9, 10**30, "soon", 1.5e18])
+def test_an_impossible_timestamp_drops_that_item_and_counts_it(ns: object) -> None:
+    log = RunLog("0" * 32, "x", started_ns=1_764_547_200 * 10**9)
+    log.items.append(RawItem(1, 1_764_547_200 * 10**9, 1, None, None, "user_input_text", "kept",
+                             *[None] * 8))  # fmt: skip
+    log.items.append(RawItem(2, ns, 1, None, None, "user_input_text", "odd", *[None] * 8))
+    record = build_record(log)
+    contents = [i.content for i in record.items]
+    assert "kept" in contents
+    if "odd" not in contents:
+        assert record.integrity.tracker_errors == 1

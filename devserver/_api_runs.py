@@ -11,8 +11,9 @@ from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from execution_history import ExecutionTracker, RunSummary, media_file, open_media, summarise_run
 
+from ._auth import check_research_token
 from ._errors import ApiError
-from ._run_body import parse_run_body
+from ._run_body import less_protective, parse_run_body
 from ._runs import RunResult, ServiceUnavailable
 from ._state import get_state
 
@@ -61,15 +62,34 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
     """
     state = get_state()
     body = request.get_json(silent=True)
+    workshop = state.settings.safety_level
     parsed = parse_run_body(
         body,
         state.configs,
         languages=getattr(state.backend, "languages", ()),
         max_input_chars=state.settings.max_input_chars,
+        default_level=workshop,
     )
+    level = parsed.request.safety_level
+    if less_protective(level, workshop):
+        # The age level is the workshop's, never the child's: only a researcher may loosen it.
+        if not request.headers.get("Authorization"):
+            raise ApiError(
+                403,
+                "safety_level_not_allowed",
+                f"This workshop runs at the age level '{workshop}'; the less protective level "
+                f"'{level}' needs the research token.",
+            )
+        check_research_token()
+        set_by = "research token"
+    else:
+        set_by = "request" if level != workshop else "workshop"
     try:
         run = state.runs.submit(
-            parsed.request, user_id=parsed.user_id, session_id=parsed.session_id
+            parsed.request,
+            user_id=parsed.user_id,
+            session_id=parsed.session_id,
+            level_set_by=set_by,
         )
     except ServiceUnavailable as exc:
         raise ApiError(

@@ -109,7 +109,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Bad parameters; the message says which and why.",
         401: "No research token in the Authorization header.",
-        403: "A wrong research token.",
+        403: "A wrong research token; or, for a run, a less protective age level than the "
+        "workshop's without the research token.",
         404: "No such run, file or format.",
         409: "The run is still running.",
         413: "The request body is larger than the server takes (1 MiB by default).",
@@ -178,7 +179,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "responses": {
                 "200": _json("RunStarted", "The run ended (with ?wait=true)."),
                 "202": _json("RunStarted", "The run started."),
-                **_errors(400, 413, 503),
+                **_errors(400, 403, 413, 503),
             },
         },
         ("/api/runs", "get"): {

@@ -15,8 +15,13 @@ from .safety import SAFETY_LEVELS
 FIELDS = ("config", "input", "safety_level", "user_id", "session_id", "language", "seed")
 MAX_ID_CHARS = 128
 MAX_SEED = 2**31 - 1
-#: The safety level when the caller names none: the strictest.
+#: The strictest safety level: the workshop's level when the server sets none.
 DEFAULT_SAFETY_LEVEL = "kids"
+
+
+def less_protective(level: str, than: str) -> bool:
+    """Whether ``level`` protects less than ``than`` (levels in ``SAFETY_LEVELS`` order)."""
+    return SAFETY_LEVELS.index(level) > SAFETY_LEVELS.index(than)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,8 @@ class RunBody:
     request: RunRequest
     user_id: str | None
     session_id: str | None
+    #: Whether the body named a safety level (else the workshop's applies).
+    level_asked: bool = False
 
 
 def _bad(code: str, message: str) -> ApiError:
@@ -50,6 +57,7 @@ def parse_run_body(
     *,
     languages: Collection[str],
     max_input_chars: int,
+    default_level: str = DEFAULT_SAFETY_LEVEL,
 ) -> RunBody:
     """Validate a ``POST /api/runs`` body.
 
@@ -58,6 +66,7 @@ def parse_run_body(
         configs: the known pipeline configs.
         languages: language codes the backend can take as the prompt's language.
         max_input_chars: the longest prompt accepted.
+        default_level: the level when the body names none (the workshop's).
 
     Raises:
         ApiError: 400 with a code naming the problem (``invalid_body``,
@@ -91,7 +100,7 @@ def parse_run_body(
         )
     if "\x00" in text:
         raise _bad("invalid_input", "'input' must not contain NUL characters.")
-    level = body.get("safety_level", DEFAULT_SAFETY_LEVEL)
+    level = body.get("safety_level", default_level)
     if level not in SAFETY_LEVELS:
         raise _bad(
             "invalid_safety_level", f"'safety_level' must be one of: {', '.join(SAFETY_LEVELS)}."
@@ -107,4 +116,9 @@ def parse_run_body(
     elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise _bad("invalid_seed", f"'seed' must be a whole number from 0 to {MAX_SEED}.")
     request = RunRequest(configs[name], text.strip(), level, seed, language)
-    return RunBody(request, _optional_id(body, "user_id"), _optional_id(body, "session_id"))
+    return RunBody(
+        request,
+        _optional_id(body, "user_id"),
+        _optional_id(body, "session_id"),
+        level_asked="safety_level" in body,
+    )

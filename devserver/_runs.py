@@ -137,7 +137,12 @@ class RunService:
     # ------------------------------------------------------------------ runs
 
     def new_tracker(
-        self, request: RunRequest, *, user_id: str | None = None, session_id: str | None = None
+        self,
+        request: RunRequest,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        level_set_by: str | None = None,
     ) -> ExecutionTracker | NullTracker:
         """A tracker for one run of ``request`` (the no-op tracker when tracking is off)."""
         if not self.tracking:
@@ -145,6 +150,7 @@ class RunService:
         tracker = ExecutionTracker(
             request.config.name,
             safety_level=request.safety_level,
+            safety_level_set_by=level_set_by,
             user_id=user_id,
             session_id=session_id,
             finaliser=self.finaliser,
@@ -159,7 +165,12 @@ class RunService:
         return self.media_root / run_id
 
     def submit(
-        self, request: RunRequest, *, user_id: str | None = None, session_id: str | None = None
+        self,
+        request: RunRequest,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        level_set_by: str | None = None,
     ) -> Run:
         """Start ``request`` on the pool.
 
@@ -172,7 +183,10 @@ class RunService:
             raise ServiceUnavailable(
                 f"All {self.capacity} run slots are taken; try again shortly.", retry_after_s=2
             )
-        run = Run(self.new_tracker(request, user_id=user_id, session_id=session_id), request)
+        tracker = self.new_tracker(
+            request, user_id=user_id, session_id=session_id, level_set_by=level_set_by
+        )
+        run = Run(tracker, request)
         if isinstance(run.tracker, ExecutionTracker) and not self.finaliser.start(
             run.tracker.run_log
         ):

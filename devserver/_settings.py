@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .safety import SAFETY_LEVELS
+
 #: app.config key → (environment variable, default). Values from the environment are strings.
 ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "DATA_DIR": ("DEVSERVER_DATA_DIR", "./instance"),
@@ -36,6 +38,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "WAIT_TIMEOUT_S": ("DEVSERVER_WAIT_TIMEOUT_S", 120.0),
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
     "MAX_BODY_BYTES": ("DEVSERVER_MAX_BODY_BYTES", 1 << 20),
+    "SAFETY_LEVEL": ("DEVSERVER_SAFETY_LEVEL", "kids"),
 }
 
 RESEARCH_TOKEN_FILE = "research_token"
@@ -63,6 +66,9 @@ class Settings:
     max_input_chars: int
     #: Longest request body taken; longer ones are answered 413 before anything reads them.
     max_body_bytes: int
+    #: The workshop's age level: a run asks for it or a stricter one; a less protective
+    #: one needs the research token.
+    safety_level: str
     wait_timeout_s: float
     shutdown_timeout_s: float
     research_token: str
@@ -94,6 +100,15 @@ def defaults_from_environment(environ: Mapping[str, str] | None = None) -> dict[
     """The config keys of ``ENVIRONMENT``, from the environment where set, else the defaults."""
     environ = os.environ if environ is None else environ
     return {key: environ.get(var, default) for key, (var, default) in ENVIRONMENT.items()}
+
+
+def _safety_level(config: Mapping[str, Any]) -> str:
+    value = str(config.get("SAFETY_LEVEL") or "").strip()
+    if value not in SAFETY_LEVELS:
+        raise SettingsError(
+            f"DEVSERVER_SAFETY_LEVEL must be one of {', '.join(SAFETY_LEVELS)}, not {value!r}"
+        )
+    return value
 
 
 def _number(config: Mapping[str, Any], key: str, kind: type, minimum: float) -> Any:
@@ -198,6 +213,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         queue_size=_number(config, "QUEUE_SIZE", int, 0),
         max_input_chars=_number(config, "MAX_INPUT_CHARS", int, 1),
         max_body_bytes=_number(config, "MAX_BODY_BYTES", int, 1024),
+        safety_level=_safety_level(config),
         wait_timeout_s=_number(config, "WAIT_TIMEOUT_S", float, 0.0),
         shutdown_timeout_s=_number(config, "SHUTDOWN_TIMEOUT_S", float, 0.0),
         research_token=str(token),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template
 
+from ._state import get_state
+from .safety import SAFETY_LEVELS
+
 bp = Blueprint("ui", __name__)
 
 #: Only this server's own scripts, styles, images, audio and connections; no inline script,
@@ -26,7 +29,11 @@ CONTENT_SECURITY_POLICY = "; ".join(
 @bp.get("/")
 def index() -> Response:
     """The page where a child starts a run and watches its journey (docs/ui.md)."""
-    response = Response(render_template("index.html"), mimetype="text/html")
+    workshop = get_state().settings.safety_level
+    # The workshop's level and the stricter ones: the page offers no way to loosen it.
+    levels = SAFETY_LEVELS[: SAFETY_LEVELS.index(workshop) + 1]
+    page = render_template("index.html", levels=levels, workshop_level=workshop)
+    response = Response(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-cache"

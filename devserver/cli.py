@@ -17,7 +17,7 @@ from execution_history import STAGE_NAMES, ExecutionItem, ExecutionTracker
 
 from ._cli_research import register as register_research_commands
 from ._configs import ConfigError
-from ._run_body import DEFAULT_SAFETY_LEVEL, MAX_SEED
+from ._run_body import MAX_SEED
 from ._runs import Run
 from ._settings import SettingsError
 from .safety import SAFETY_LEVELS
@@ -61,11 +61,18 @@ def main() -> None:
     type=click.IntRange(1, 1024),
     help="Request threads (default: twice the run slots, at least 16, plus one per feed stream).",
 )
-def serve(host: str, port: int, threads: int | None) -> None:
+@click.option(
+    "--safety-level",
+    type=click.Choice(SAFETY_LEVELS),
+    default=None,
+    help="The workshop's age level (default: DEVSERVER_SAFETY_LEVEL, else kids). A run may "
+    "ask for a stricter one; a less protective one needs the research token.",
+)
+def serve(host: str, port: int, threads: int | None, safety_level: str | None) -> None:
     """Serve the app under waitress until Ctrl+C or SIGTERM."""
     from ._serve import serve as serve_app
 
-    app = make_app()
+    app = make_app({"SAFETY_LEVEL": safety_level} if safety_level else None)
     try:
         clean = serve_app(app, host, port, threads)
     except OSError as exc:  # e.g. the port is taken
@@ -119,8 +126,8 @@ def describe(item: ExecutionItem, iterations: int) -> str | None:
 @click.option(
     "--safety-level",
     type=click.Choice(SAFETY_LEVELS),
-    default=DEFAULT_SAFETY_LEVEL,
-    show_default=True,
+    default=None,
+    help="The age level (default: the workshop's, DEVSERVER_SAFETY_LEVEL).",
 )
 @click.option("--language", default=None, help="The prompt's language (detected when omitted).")
 @click.option(
@@ -130,7 +137,7 @@ def describe(item: ExecutionItem, iterations: int) -> str | None:
     help="Random seed (random when omitted).",
 )
 def run_command(
-    config: str, text: str, safety_level: str, language: str | None, seed: int | None
+    config: str, text: str, safety_level: str | None, language: str | None, seed: int | None
 ) -> None:
     """Run CONFIG on TEXT in this process and print the journey as it happens."""
     from ._errors import ApiError
@@ -140,7 +147,12 @@ def run_command(
     app = make_app()
     state = get_state(app)
     try:
-        body: dict[str, Any] = {"config": config, "input": text, "safety_level": safety_level}
+        workshop = state.settings.safety_level
+        body: dict[str, Any] = {
+            "config": config,
+            "input": text,
+            "safety_level": safety_level or workshop,
+        }
         if language is not None:
             body["language"] = language
         if seed is not None:
@@ -155,9 +167,13 @@ def run_command(
         except ApiError as exc:
             raise click.UsageError(exc.message) from None
         request = parsed.request
-        run = Run(state.runs.new_tracker(request), request)
+        # Whoever runs this command runs the server: any level, and the record says who chose it.
+        set_by = "workshop" if request.safety_level == workshop else "command line"
+        run = Run(state.runs.new_tracker(request, level_set_by=set_by), request)
         iterations = request.config.interception.iterations
-        click.echo(f"Run {run.run_id}: {config}, safety level {safety_level}, seed {request.seed}")
+        click.echo(
+            f"Run {run.run_id}: {config}, safety level {request.safety_level}, seed {request.seed}"
+        )
         worker = threading.Thread(target=state.runs.run_inline, args=(run,), daemon=True)
         worker.start()
         printed = 0

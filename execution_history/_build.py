@@ -99,6 +99,7 @@ def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
         "run_id": text_field(log.run_id, stats) or "",
         "config_name": text_field(log.config_name, stats),
         "safety_level": text_field(log.safety_level, stats),
+        "safety_level_set_by": text_field(log.safety_level_set_by, stats),
         "user_id": text_field(log.user_id, stats),
         "session_id": text_field(log.session_id, stats),
         "started_at": utc_from_ns(log.started_ns),

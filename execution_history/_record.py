@@ -13,7 +13,7 @@ from ._taxonomy import TAXONOMY_VERSION, ItemType, MediaType, RunStatus, StageSt
 logger = logging.getLogger("execution_history")
 
 #: Version of the record's JSON layout; independent of the taxonomy version.
-RECORD_FORMAT_VERSION = "1.0"
+RECORD_FORMAT_VERSION = "1.1"  # 1.1: safety_level_set_by
 
 _FROZEN = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
@@ -124,6 +124,12 @@ class ExecutionRecord(BaseModel):
     run_id: str
     config_name: str | None = None
     safety_level: str | None = None
+    safety_level_set_by: str | None = Field(
+        default=None,
+        description="Who chose the level: 'workshop' (the server's), 'request' (a stricter one "
+        "the run asked for), 'research token' (a less protective one, allowed by the token), "
+        "'command line'; None when not recorded.",
+    )
     user_id: str | None = Field(default=None, description="Raw id; only inside the store.")
     session_id: str | None = Field(default=None, description="Raw id; only inside the store.")
     user_pseudonym: str | None = None

@@ -82,6 +82,7 @@ class RunLog:
 
     Args:
         run_id, config_name, safety_level, user_id, session_id: the run's header.
+        safety_level_set_by: who chose the level (see ``ExecutionRecord``).
         started_ns: start time in nanoseconds since the epoch.
         software_version, model_versions: versions to store with the record.
         max_text_chars: the cap on one text field, applied by the builder.
@@ -103,6 +104,7 @@ class RunLog:
         "record",
         "run_id",
         "safety_level",
+        "safety_level_set_by",
         "session_id",
         "settled",
         "software_version",
@@ -119,6 +121,7 @@ class RunLog:
         config_name: Any = None,
         *,
         safety_level: Any = None,
+        safety_level_set_by: Any = None,
         user_id: Any = None,
         session_id: Any = None,
         started_ns: int | None = None,
@@ -130,6 +133,7 @@ class RunLog:
         self.run_id = run_id
         self.config_name = config_name
         self.safety_level = safety_level
+        self.safety_level_set_by = safety_level_set_by
         self.user_id = user_id
         self.session_id = session_id
         self.started_ns = time.time_ns() if started_ns is None else started_ns
@@ -201,6 +205,7 @@ class RunLog:
             "run_id": self.run_id,
             "config_name": self.config_name,
             "safety_level": self.safety_level,
+            "safety_level_set_by": self.safety_level_set_by,
             "user_id": self.user_id,
             "session_id": self.session_id,
             "started_ns": self.started_ns,
@@ -268,6 +273,7 @@ class RunLog:
                 str(header["run_id"]),
                 header.get("config_name"),
                 safety_level=header.get("safety_level"),
+                safety_level_set_by=header.get("safety_level_set_by"),
                 user_id=header.get("user_id"),
                 session_id=header.get("session_id"),
                 started_ns=int(header["started_ns"]),

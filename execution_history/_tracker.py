@@ -158,6 +158,7 @@ class ExecutionTracker:
     Args:
         config_name: the pipeline config this run executes.
         safety_level: the age level (``kids``, ``teens``, ``adults``, ``research``).
+        safety_level_set_by: who chose it (``workshop``, ``request``, ``research token``).
         user_id, session_id: raw ids; they stay inside the store (see Pseudonymiser).
         run_id: the run's id; a new unguessable one when omitted.
         finaliser: hands the finished record to its sinks off this thread;
@@ -190,6 +191,7 @@ class ExecutionTracker:
         config_name: str | None,
         *,
         safety_level: str | None = None,
+        safety_level_set_by: str | None = None,
         user_id: str | None = None,
         session_id: str | None = None,
         run_id: str | None = None,
@@ -203,6 +205,7 @@ class ExecutionTracker:
             run_id or new_run_id(),
             config_name,
             safety_level=safety_level,
+            safety_level_set_by=safety_level_set_by,
             user_id=user_id,
             session_id=session_id,
             software_version=software_version,

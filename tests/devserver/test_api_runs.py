@@ -139,9 +139,14 @@ def test_one_blocked_and_one_generated_output_is_partial(make_app: Any) -> None:
     assert_outputs_share_loop_iteration(record, outputs=2)
     assert_transitions_exactly_at_stage_changes(record)
     assert record["stages"][2]["blocks"] == 1
-    # At 'adults' the same config makes both outputs.
-    adults = start(client, config="mixed", input="Ein Hund", safety_level="adults")
-    assert adults["status"] == "success"
+    # At 'adults' (a researcher's choice in a 'kids' workshop) the same config makes both.
+    token = client.application.extensions["devserver"].settings.research_token
+    response = client.post(
+        "/api/runs?wait=true",
+        json={"config": "mixed", "input": "Ein Hund", "safety_level": "adults"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200 and response.json["status"] == "success"
 
 
 def test_failed_output_is_partial_and_the_run_goes_on(make_app: Any) -> None:

@@ -276,3 +276,28 @@ def test_dropped_connection_reconnects_by_itself_with_last_event_id(
     assert len(sent) >= 2 and sent[0] is None and int(sent[1] or 0) >= 2
     assert page.locator("#stage-1 .entry.input").count() == 1
     assert watched.errors == [] and watched.dialogs == []
+
+
+def test_the_page_cannot_loosen_the_workshops_age_level(served: Served, watched: Watched) -> None:
+    """In a 'kids' workshop the page offers only 'kids'; a level added by hand is refused."""
+    page = watched.page
+    page.goto(served.base + "/")
+    page.wait_for_selector("#config option[value='stillepost']", state="attached")
+    options = page.locator("#level option")
+    assert [options.nth(k).get_attribute("value") for k in range(options.count())] == ["kids"]
+    # A child with the browser's tools adds a looser level and picks it.
+    page.evaluate(
+        """() => {
+            const option = document.createElement("option");
+            option.value = "research"; option.textContent = "Forschung";
+            document.getElementById("level").append(option);
+            document.getElementById("level").value = "research";
+        }"""
+    )
+    page.locator("#prompt").fill("Ein Mörder tötet mit einer Waffe, überall Blut")
+    page.click("#start")
+    error = page.locator("#form-error")
+    error.wait_for(state="visible")
+    assert "research token" in (error.text_content() or "")
+    assert "run=" not in page.url  # no run was started
+    assert not watched.errors and not watched.dialogs

@@ -11,7 +11,9 @@ one of three ways:
 - ``prefix``: a word of the text starts with it (``kill`` finds ``killer``);
 - ``squashed``: its letters appear in the text's letters with everything else
   removed and doubled letters collapsed, which also finds ``H.a.k.e.n-kreuz``
-  and ``Hakennkreuzz``; meant for long, unambiguous terms.
+  and ``Hakennkreuzz``; meant for long, unambiguous terms;
+- ``symbol``: its characters appear in the text with white space removed,
+  letters or not (``卐``, ``࿕``, the SS runes ``ᛋᛋ``, also spaced out ``ᛋ ᛋ``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-MatchMode = Literal["word", "prefix", "squashed"]
-MATCH_MODES: tuple[MatchMode, ...] = ("word", "prefix", "squashed")
+MatchMode = Literal["word", "prefix", "squashed", "symbol"]
+MATCH_MODES: tuple[MatchMode, ...] = ("word", "prefix", "squashed", "symbol")
 
 _LEET = str.maketrans(
     {
@@ -81,11 +83,12 @@ class _View:
 
     words: tuple[str, ...]
     squashed: str
+    compact: str  # the normalised text without white space, for symbols
 
     @classmethod
     def of(cls, normalised: str) -> _View:
         words = _words(normalised)
-        return cls(tuple(words), _squash(words))
+        return cls(tuple(words), _squash(words), "".join(normalised.split()))
 
 
 def _read_leet(chunk: re.Match[str]) -> str:
@@ -110,6 +113,7 @@ class Term:
     match: MatchMode
     words: tuple[str, ...]
     squashed: str
+    compact: str
 
     @classmethod
     def parse(cls, raw: Any, default: MatchMode) -> Term:
@@ -126,13 +130,20 @@ class Term:
             raise ValueError(f"a term is a string or an object with 'term': {raw!r}")
         if match not in MATCH_MODES:
             raise ValueError(f"term {text!r}: match must be one of {MATCH_MODES}, not {match!r}")
+        compact = "".join(normalise(text).split())
+        if match == "symbol":
+            if not compact:
+                raise ValueError(f"symbol term {text!r} is empty")
+            return cls(text, match, (), "", compact)
         words = tuple(_WORD.findall(normalise(text)))
         if not words:
             raise ValueError(f"term {text!r} has no letters")
-        return cls(text, match, words, _squash(words))
+        return cls(text, match, words, _squash(words), compact)
 
     def found_in(self, view: _View) -> bool:
         """Whether this term occurs in one prepared view of a text."""
+        if self.match == "symbol":
+            return self.compact in view.compact
         if self.match == "squashed":
             return self.squashed in view.squashed
         if self.match == "prefix":

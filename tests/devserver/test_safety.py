@@ -111,3 +111,42 @@ def test_malformed_term_is_refused() -> None:
         TermList([{"term": "x", "match": "regex"}])
     with pytest.raises(ValueError, match="has no letters"):
         TermList(["..."])
+
+
+SYMBOLS = ["卐", "卍", "࿕", "࿖", "࿗", "࿘", "ᛋᛋ", "ϟϟ"]
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+@pytest.mark.parametrize(
+    "template", ["{s}", "Ein {s} im Garten", "ein{s}hund", "{spaced} überall", "Tempel mit {s}"]
+)
+def test_section_86a_symbols_are_found_alone_inside_words_and_spaced(
+    symbol: str, template: str
+) -> None:
+    text = template.format(s=symbol, spaced=" ".join(symbol))
+    verdict = Stage1Filter().check(text)
+    assert not verdict.passed, text
+    assert verdict.matched_terms, text
+
+
+def test_look_alikes_written_another_way_are_found_too() -> None:
+    """Capital koppa folds to the small one; any white space between the runes is ignored."""
+    for text in ("ϞϞ", "Ϟ Ϟ", "ᛋ\u00a0ᛋ", "ᛋ\tᛋ"):
+        assert not Stage1Filter().check(text).passed, text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_characters="".join(SYMBOLS) + "ϞᛋϟǪ"), max_size=40))
+def test_text_without_those_symbols_is_not_blocked_by_them(text: str) -> None:
+    verdict = Stage1Filter().check(text)
+    assert not set(verdict.matched_terms) & set(SYMBOLS), (text, verdict.matched_terms)
+
+
+def test_a_prompt_with_a_swastika_stops_the_run_at_stage_1(client: object) -> None:
+    answer = client.post(  # type: ignore[attr-defined]
+        "/api/runs?wait=true", json={"config": "stillepost", "input": "Ein Hund mit 卍"}
+    )
+    assert answer.status_code == 200 and answer.json["status"] == "blocked"
+    record = client.get(f"/api/runs/{answer.json['run_id']}").json  # type: ignore[attr-defined]
+    (check,) = [i for i in record["items"] if i["item_type"] == "stage1_safety_check"]
+    assert "卍" in check["metadata"]["matched_terms"]

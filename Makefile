@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make run PORT=8080 HOST=0.0.0.0 (defaults: DEVSERVER_PORT and DEVSERVER_HOST, else 5000
+# on 127.0.0.1)
+PORT ?= $(or $(DEVSERVER_PORT),5000)
+HOST ?= $(or $(DEVSERVER_HOST),127.0.0.1)
 run: $(STAMP)
-	$(BIN)/devserver serve
+	$(BIN)/devserver serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check execution_history exports devserver tests bench

@@ -161,6 +161,11 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "operationId": "ui",
             "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
         },
+        ("/favicon.ico", "get"): {
+            "summary": "The page's icon (a redirect to the static SVG)",
+            "operationId": "favicon",
+            "responses": {"301": {"description": "Location: the icon"}},
+        },
         ("/api/configs", "get"): {
             "summary": "The pipeline configs",
             "operationId": "listConfigs",

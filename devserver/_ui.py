@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response, redirect, render_template, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ._state import get_state
 from .safety import SAFETY_LEVELS
@@ -24,6 +25,12 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+@bp.get("/favicon.ico")
+def favicon() -> WerkzeugResponse:
+    """Browsers ask for it whatever the page says: the page's icon, not a 404."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.get("/")

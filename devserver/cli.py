@@ -45,6 +45,7 @@ def main() -> None:
     default="127.0.0.1",
     show_default=True,
     envvar="DEVSERVER_HOST",
+    show_envvar=True,
     help="Interface to listen on (0.0.0.0 for every interface).",
 )
 @click.option(
@@ -53,6 +54,7 @@ def main() -> None:
     show_default=True,
     type=click.IntRange(0, 65535),
     envvar="DEVSERVER_PORT",
+    show_envvar=True,
     help="Port to listen on (0 picks a free one).",
 )
 @click.option(
@@ -69,7 +71,19 @@ def main() -> None:
     "ask for a stricter one; a less protective one needs the research token.",
 )
 def serve(host: str, port: int, threads: int | None, safety_level: str | None) -> None:
-    """Serve the app under waitress until Ctrl+C or SIGTERM."""
+    """Serve the app under waitress until Ctrl+C or SIGTERM.
+
+    \b
+    Configured by the environment (docs/devserver.md):
+      DEVSERVER_DATA_DIR          database, media, generated secrets (./instance)
+      DEVSERVER_DATABASE_URL      sqlite:///path/to/file.sqlite3 (in the data dir)
+      DEVSERVER_SAFETY_LEVEL      the workshop's age level (kids)
+      DEVSERVER_RESEARCH_TOKEN    research access (generated into the data dir)
+      DEVSERVER_PSEUDONYM_KEY     key of the pseudonyms (generated into the data dir)
+      DEVSERVER_BACKEND           local or ollama (local); OLLAMA_HOST for ollama
+      DEVSERVER_WORKERS, DEVSERVER_QUEUE_SIZE, DEVSERVER_MAX_BODY_BYTES,
+      DEVSERVER_WAIT_TIMEOUT_S, DEVSERVER_SHUTDOWN_TIMEOUT_S
+    """
     from ._serve import serve as serve_app
 
     app = make_app({"SAFETY_LEVEL": safety_level} if safety_level else None)

@@ -200,6 +200,20 @@
     return $("stage-" + n);
   }
 
+  // Stage 4's title names what the run's config makes: one picture, pictures, a sound,
+  // or pictures and sounds (the general title when the config is unknown).
+  function titleStage4(configName) {
+    const config = configs.find((c) => c.name === configName);
+    const kinds = ((config && config.outputs) || []).map((o) => o.kind);
+    const images = kinds.filter((k) => k === "image").length;
+    const sounds = kinds.filter((k) => k === "audio").length;
+    let key = "stage4";
+    if (images === 1 && sounds === 0) key = "stage4_image";
+    else if (images > 1 && sounds === 0) key = "stage4_images";
+    else if (sounds > 0 && images === 0) key = "stage4_sound";
+    label(stageBox(4).querySelector("h3 span[data-i18n^='stage4']"), key);
+  }
+
   function setStage(n, status) {
     const box = stageBox(n);
     if (!box) return;
@@ -219,6 +233,7 @@
       }
     }
     for (const old of document.querySelectorAll(".run-error")) old.remove();
+    titleStage4(null);
     $("downloads").hidden = true;
     $("download-list").replaceChildren();
     label($("run-status"), "run_running");
@@ -392,7 +407,10 @@
 
   const HANDLERS = {
     pipeline_start(item) {
-      if (run && typeof item.config === "string") run.config = item.config; // for output labels
+      if (run && typeof item.config === "string") {
+        run.config = item.config; // for output labels
+        titleStage4(item.config);
+      }
     },
     stage_transition(item) {
       const from = Number(meta(item).from_stage);
@@ -500,7 +518,8 @@
       }
     }
     const iterations = progress.iterations;
-    if (iterations && iterations.planned && iterations.done > 0) {
+    // "1 of 1 transformations" says nothing: the note is for journeys of several steps.
+    if (iterations && iterations.planned > 1 && iterations.done > 0) {
       const list = stageBox(2).querySelector(".stage-body");
       const note = label(el("p", "iterations-done"), "iterationsDone",
         { done: iterations.done, planned: iterations.planned });

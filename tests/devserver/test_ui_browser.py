@@ -301,3 +301,32 @@ def test_the_page_cannot_loosen_the_workshops_age_level(served: Served, watched:
     assert "research token" in (error.text_content() or "")
     assert "run=" not in page.url  # no run was started
     assert not watched.errors and not watched.dialogs
+
+
+@pytest.mark.parametrize(
+    ("config", "german", "english", "note"),
+    [
+        ("stillepost", "Ein Bild entsteht", "A picture appears", "8 von 8 Verwandlungen"),
+        ("dada", "Ein Bild entsteht", "A picture appears", None),
+        ("triptych", "Bilder entstehen", "Pictures appear", "3 von 3 Verwandlungen"),
+        ("image_and_sound", "Bild und Klang entstehen", "Pictures and sounds appear", None),
+    ],
+)
+def test_stage_4_is_titled_by_what_the_config_makes(
+    served: Served, watched: Watched, config: str, german: str, english: str, note: str | None
+) -> None:
+    """One picture is not "Bild und Klang"; a single step gets no "1 von 1" note."""
+    page = watched.page
+    start_journey(page, served.base, "Ein Hund spielt im Garten", config=config)
+    wait_for_end(page)
+    title = page.locator("#stage-4 h3 span[data-i18n^='stage4']")
+    assert title.inner_text() == german
+    notes = page.locator("#stage-2 .iterations-done")
+    if note is None:
+        assert notes.count() == 0
+    else:
+        assert notes.inner_text() == note
+    page.click("button.lang[data-lang='en']")
+    assert title.inner_text() == english
+    page.click("button.lang[data-lang='de']")
+    assert not watched.errors and not watched.dialogs

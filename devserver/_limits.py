@@ -9,8 +9,6 @@ JSON for everything up to that, chunked bodies included.
 
 from __future__ import annotations
 
-import json
-
 from flask import Flask, request
 
 from ._errors import ApiError
@@ -42,16 +40,12 @@ def _check_body() -> None:
     limit = request.max_content_length
     if limit is not None and request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes.")
-    data = request.get_data(cache=True)  # werkzeug stops a chunked body at the cap (413)
-    if not data or not request.is_json:
-        return
     try:
-        value = json.loads(data)
+        # Parsed once here and cached by Flask: the view's get_json() gets this value. A
+        # body that is not JSON is None; the view says what is wrong with it.
+        value = request.get_json(silent=True)  # werkzeug stops a chunked body at the cap
     except RecursionError:
-        value = None
         too_deep = True
-    except ValueError:
-        return  # not JSON: the view says what is wrong with the body
     else:
         too_deep = json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
     if too_deep:

@@ -300,11 +300,6 @@ def _text(value: Any, max_chars: int, stats: CoercionStats) -> tuple[str | None,
     return clean_text(value, max_chars, stats)
 
 
-def clean_content(value: Any, max_chars: int, stats: CoercionStats) -> str | None:
-    """An item's content as the record holds it (converted, cleaned, cut at ``max_chars``)."""
-    return _text(value, max_chars, stats)[0]
-
-
 def _json_text(value: Any) -> str:
     import json
 

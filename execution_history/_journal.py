@@ -111,10 +111,6 @@ class Journal:
                 with contextlib.suppress(OSError):
                     self._path(log.run_id).unlink()
 
-    def watching(self) -> int:
-        """Runs journaled now."""
-        return len(self._watched)
-
     # ----------------------------------------------------------------- writes
 
     def flush(self) -> None:

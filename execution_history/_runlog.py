@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -264,26 +264,7 @@ class RunLog:
             raise DamagedRunLog(
                 f"the first line is not a run-log header of format {RUN_LOG_FORMAT}"
             )
-        started_ns = header.get("started_ns")
-        if type(started_ns) is not int or not 0 <= started_ns < MAX_TIME_NS:
-            raise DamagedRunLog(f"the header's start time is not one: {started_ns!r}"[:200])
-        try:
-            media_dir = header.get("media_dir")
-            log = cls(
-                str(header["run_id"]),
-                header.get("config_name"),
-                safety_level=header.get("safety_level"),
-                safety_level_set_by=header.get("safety_level_set_by"),
-                user_id=header.get("user_id"),
-                session_id=header.get("session_id"),
-                started_ns=int(header["started_ns"]),
-                software_version=header.get("software_version"),
-                model_versions=_mapping(header.get("model_versions")),
-                max_text_chars=int(header.get("max_text_chars") or 1_000_000),
-                media_dir=Path(media_dir) if isinstance(media_dir, str) else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DamagedRunLog(f"the header lacks a field: {exc}") from exc
+        log = cls.from_header(header)
         for line in iterator:
             if not line.strip():
                 continue
@@ -298,6 +279,34 @@ class RunLog:
             except (ValueError, TypeError):
                 log.unreadable_lines += 1
         return log
+
+    @classmethod
+    def from_header(cls, header: Mapping[str, Any]) -> RunLog:
+        """A run log with no items yet, from the header fields of a serialised run.
+
+        Raises:
+            DamagedRunLog: a field is missing, or the start time is not one.
+        """
+        started_ns = header.get("started_ns")
+        if type(started_ns) is not int or not 0 <= started_ns < MAX_TIME_NS:
+            raise DamagedRunLog(f"the header's start time is not one: {started_ns!r}"[:200])
+        media_dir = header.get("media_dir")
+        try:
+            return cls(
+                str(header["run_id"]),
+                header.get("config_name"),
+                safety_level=header.get("safety_level"),
+                safety_level_set_by=header.get("safety_level_set_by"),
+                user_id=header.get("user_id"),
+                session_id=header.get("session_id"),
+                started_ns=started_ns,
+                software_version=header.get("software_version"),
+                model_versions=_mapping(header.get("model_versions")),
+                max_text_chars=int(header.get("max_text_chars") or 1_000_000),
+                media_dir=Path(media_dir) if isinstance(media_dir, str) else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DamagedRunLog(f"the header lacks a field: {exc}") from exc
 
     def _read_end(self, end: dict[str, Any]) -> None:
         ended_ns = end["ended_ns"]

@@ -654,19 +654,7 @@ def _log_of_capture(payload: bytes | str) -> RunLog:
     data = json.loads(payload)
     if not isinstance(data, dict) or data.get("capture") != 1:
         raise ValueError("not a run capture of format 1")
-    media_dir = data.get("media_dir")
-    log = RunLog(
-        str(data["run_id"]),
-        data.get("config_name"),
-        safety_level=data.get("safety_level"),
-        user_id=data.get("user_id"),
-        session_id=data.get("session_id"),
-        started_ns=int(data["started_ns"]),
-        software_version=data.get("software_version"),
-        model_versions=dict(data.get("model_versions") or {}),
-        max_text_chars=int(data["max_text_chars"]),
-        media_dir=Path(media_dir) if isinstance(media_dir, str) else None,
-    )
+    log = RunLog.from_header(data)  # the capture's header has the run log's fields
     log.items.extend(new_raw_item(RawItem, raw) for raw in data["items"])
     counters = data.get("counters") or {}
     log.items_dropped = int(counters.get("items_dropped", 0))

@@ -161,22 +161,6 @@ class StageFigures:
             "duration_ms": self.duration_ms,
         }
 
-    def to_json(self) -> dict[str, Any]:
-        """The same JSON object ``StageSummary.model_dump(mode="json")`` gives."""
-        return {
-            "stage": self.stage,
-            "name": self.name,
-            "status": self.status.value,
-            "items": self.items,
-            "failures": self.failures,
-            "blocks": self.blocks,
-            "iterations": self.iterations,
-            "loops": self.loops,
-            "started_at": json_time(self.started_at),
-            "ended_at": json_time(self.ended_at),
-            "duration_ms": self.duration_ms,
-        }
-
 
 def json_time(moment: datetime | None) -> str | None:
     """A UTC datetime as the record's JSON writes it (ISO 8601 ending in "Z"), or None."""

@@ -32,7 +32,7 @@ NOTES = f"""\
 {RUNS:,} runs are stored first: copies of one real `stillepost` run of the `local`
 backend (21 items, one image) under new ids, spread over a year, with 4 configs,
 6 statuses, 3 safety levels, 2,000 people and 500 sessions. Requests go over HTTP
-to the waitress server on 127.0.0.1, one keep-alive connection, with the research
+to the server on 127.0.0.1, one keep-alive connection, with the research
 token. A list request asks for the first page (50 runs) or, every other time, the
 page after a cursor. The batch export selects {BATCH_RUNS:,} runs of one session
 (each with its image) as JSON; memory growth is the tracemalloc peak of the process
@@ -122,7 +122,7 @@ def _served(app: Any) -> Iterator[tuple[str, int]]:
     )
     thread.start()
     try:
-        yield "127.0.0.1", int(server.effective_port)  # type: ignore[union-attr]
+        yield "127.0.0.1", int(server.port)
     finally:
         stop.set()
         thread.join(60)

@@ -1,6 +1,6 @@
 """Devserver end to end: ``POST /api/runs?wait=true`` throughput and latency, tracker on vs no-op.
 
-Two apps run side by side, each under waitress in its own child process on
+Two apps run side by side, each under the server of `devserver serve` in its own child process on
 127.0.0.1 (so the clients here do not share their interpreter lock): one with
 the no-op ``NullTracker`` chosen at configuration time, and one that records
 every run as shipped (tracker, journal, finaliser building the record, SQLite
@@ -61,7 +61,7 @@ VARIANTS = {
 
 
 class _Served:
-    """An app under waitress in a child process (its own interpreter and GIL)."""
+    """An app served in a child process (its own interpreter and GIL)."""
 
     def __init__(self, data_dir: Path, variant: str) -> None:
         self.data_dir = data_dir

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 NOTES = """\
-A waitress server runs in the benchmark's process; the subscribers run in a separate
+The server (`devserver serve`'s) runs in the benchmark's process; the subscribers run in a separate
 process (asyncio, one connection each), so their parsing does not share the server's
 interpreter lock. Latency is measured from the `tracker.log()` call (a monotonic clock
 stamp in the item's metadata) to the moment the subscriber process has read the event's
@@ -208,7 +208,7 @@ def run() -> list[dict[str, Any]]:
         server = make_server(app, "127.0.0.1", 0)
         loop = threading.Thread(target=server.run, daemon=True)
         loop.start()
-        subscribers = Subscribers("127.0.0.1", int(server.effective_port))  # type: ignore[union-attr]
+        subscribers = Subscribers("127.0.0.1", int(server.port))
         try:
             rows.append(_latency(app, subscribers, 1))
             rows.append(_latency(app, subscribers, 50))
@@ -217,7 +217,7 @@ def run() -> list[dict[str, Any]]:
         finally:
             subscribers.close()
             app.extensions["devserver"].close()
-            server.close()
+            server.stop(loop)
     return rows
 
 

@@ -159,7 +159,7 @@ def init_app(app: Flask) -> DevServer:
         queue_size=settings.queue_size,
         tracking=bool(app.config.get("TRACKING", True)),
         software_version=software_version(),
-        model_versions=backend.model_versions(),
+        model_versions=pipeline.model_versions(),
     )
     state = DevServer(
         settings=settings,

@@ -89,11 +89,15 @@ def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
         if dated
         else []
     )  # fmt: skip
-    models = _model_versions(log.model_versions, stats)
+    # Only the models this run called, in the order of first use: the catalogue the
+    # pipeline passes names what it could call; a model used but not in it has its
+    # version left unknown, never invented.
+    catalogue = _model_versions(log.model_versions, stats)
+    models: dict[str, str | None] = {}
     for item in items:
         model = item["model"]
         if model and model not in models:
-            models[model] = None  # used but of unknown version: not invented
+            models[model] = catalogue.get(model)
     build_errors: list[str] = []
     data: dict[str, Any] = {
         "run_id": text_field(log.run_id, stats) or "",

@@ -100,7 +100,14 @@ class SinkOutcome(BaseModel):
     name: str
     status: str = Field(description="'ok', 'failed', 'timeout' or 'quarantined'.")
     attempts: int = 1
-    duration_ms: float | None = None
+    duration_ms: float | None = Field(
+        default=None,
+        description=(
+            "How long the sink took. The store's own outcome is written inside the record"
+            " it stores, so for the store it is the time before its successful write began"
+            " (failed tries and their backoff)."
+        ),
+    )
     error: str | None = None
 
 

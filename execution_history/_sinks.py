@@ -72,9 +72,13 @@ class StoreSink:
         """Save ``record``; returns the outcome stored with it (so the record a reader
         gets from memory is the stored one); raises the last error when every attempt failed."""
         delay = self.backoff_s
+        began = time.perf_counter()
         for attempt in range(1, self.attempts + 1):
             try:
-                stored = _with_outcome(record, "ok", attempt)
+                # The write cannot time itself inside the record it writes: the duration
+                # is what passed before the successful write began (failed tries, backoff).
+                waited = round((time.perf_counter() - began) * 1000.0, 3)
+                stored = _with_outcome(record, "ok", attempt, duration_ms=waited)
                 self.store.save(stored)
                 return stored.integrity.sinks[-1]
             except Exception as exc:
@@ -155,9 +159,21 @@ class StoreSink:
 
 
 def _with_outcome(
-    record: ExecutionRecord, status: str, attempts: int, error: str | None = None
+    record: ExecutionRecord,
+    status: str,
+    attempts: int,
+    error: str | None = None,
+    duration_ms: float | None = None,
 ) -> ExecutionRecord:
     sinks = [s for s in record.integrity.sinks if s.name != StoreSink.name]
-    sinks.append(SinkOutcome(name=StoreSink.name, status=status, attempts=attempts, error=error))
+    sinks.append(
+        SinkOutcome(
+            name=StoreSink.name,
+            status=status,
+            attempts=attempts,
+            error=error,
+            duration_ms=duration_ms,
+        )
+    )
     integrity: Integrity = record.integrity.model_copy(update={"sinks": sinks})
     return record.model_copy(update={"integrity": integrity})

@@ -125,13 +125,18 @@ class PipelineConfig(BaseModel):
             raise ValueError("output names must be unique")
         return self
 
+    def stages(self) -> list[int]:
+        """The stages a run of this config passes through when nothing stops it: 1, then 2
+        for its interception, then 3 and 4 for its outputs (the model requires both)."""
+        return [1] + ([2] if self.interception else []) + ([3, 4] if self.outputs else [])
+
     def summary(self) -> dict[str, Any]:
         """The config as ``GET /api/configs`` lists it."""
         return {
             "name": self.name,
             "description": self.description,
             "descriptions": dict(self.descriptions),
-            "stages": [1, 2, 3, 4],
+            "stages": self.stages(),
             "interception": self.interception.model_dump(),
             "iterations": self.interception.iterations,
             "translate_to": self.translate_to,

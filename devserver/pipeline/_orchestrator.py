@@ -68,6 +68,17 @@ class Pipeline:
     stage1: Stage1Filter
     age: AgeFilter
 
+    def model_versions(self) -> dict[str, str | None]:
+        """Every model a run may call, with its version: the backend's and the filters'.
+
+        A record keeps the ones its run called (the builder picks them).
+        """
+        return {
+            **self.backend.model_versions(),
+            self.stage1.name: self.stage1.version,
+            self.age.name: self.age.version,
+        }
+
 
 def _timed(call: Callable[[], _T]) -> tuple[_T, float]:
     began = time.perf_counter()

@@ -106,7 +106,7 @@ def assert_no_raw_ids(data: bytes | str) -> None:
 
 @contextmanager
 def live_server(app: Flask) -> Iterator[str]:
-    """``app`` served by waitress on 127.0.0.1 and a free port; yields its base URL."""
+    """``app`` served by a real server on 127.0.0.1 and a free port; yields its base URL."""
     server = make_server(app, "127.0.0.1", 0)
     stop = threading.Event()
     thread = threading.Thread(

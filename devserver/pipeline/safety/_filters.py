@@ -24,7 +24,7 @@ class Verdict:
         matched_terms: the terms that matched, as listed in the data file.
         matches: for each checked text (``original``, ``translated``…), its matched terms.
         checked: the names of the texts that were checked, in order.
-        filter: the filter's name and term-list version, for the record.
+        filter: the filter's name (its term list's version is in ``model_versions``).
     """
 
     passed: bool
@@ -82,7 +82,9 @@ class Stage1Filter:
     def __init__(self, path: Path | None = None) -> None:
         data, digest = _read("terms_86a.json", path)
         self.terms = TermList(data["terms"], data.get("default_match", "squashed"))
-        self.name = f"stgb-86a-terms@{digest}"
+        self.name = "stgb-86a-terms"
+        #: The term list's version: the first 16 hex digits of its file's sha256.
+        self.version = f"sha256:{digest}"
 
     def check(self, original: str, translated: str | None = None) -> Verdict:
         """Check both texts; the verdict names the terms found and in which text."""
@@ -112,7 +114,9 @@ class AgeFilter:
         if unknown:
             raise ValueError(f"age term list has unknown levels {sorted(unknown)}")
         self._lists = {level: TermList(lists.get(level, ()), default) for level in SAFETY_LEVELS}
-        self.name = f"age-level-terms@{digest}"
+        self.name = "age-level-terms"
+        #: The term lists' version: the first 16 hex digits of their file's sha256.
+        self.version = f"sha256:{digest}"
 
     def applicable(self, level: str) -> list[str]:
         """The lists checked at ``level``: its own and those of every older level."""

@@ -251,3 +251,28 @@ def test_image_in_the_record_is_the_file_served(client: Any) -> None:
     url = answer["summary"]["outputs"][0]["url"]
     with client.get(url) as response, Image.open(io.BytesIO(response.data)) as image:
         assert image.size == (512, 512)
+
+
+def test_model_versions_name_exactly_the_models_the_run_called(client: Any) -> None:
+    """A Stille Post record lists its translator and image model and the two filters, each
+    with a version; never the Dada cut-up or the synthesiser it did not call."""
+    answer = start(client, config="stillepost", input="Ein Hund spielt im Garten")
+    record = record_of(client, answer["run_id"])
+    used = {item["model"] for item in record["items"] if item["model"]}
+    assert set(record["model_versions"]) == used
+    assert {"stgb-86a-terms", "age-level-terms"} <= used
+    assert all(version for version in record["model_versions"].values())
+    assert record["model_versions"]["stgb-86a-terms"].startswith("sha256:")
+    store_outcome = next(s for s in record["integrity"]["sinks"] if s["name"] == "store")
+    assert store_outcome["status"] == "ok" and store_outcome["duration_ms"] is not None
+
+
+def test_configs_list_the_stages_their_runs_pass_through(client: Any) -> None:
+    """The listed stages are those a run that nothing stops records, config by config."""
+    listed = {c["name"]: c["stages"] for c in client.get("/api/configs").json["configs"]}
+    for name, stages in listed.items():
+        answer = start(client, config=name, input="Ein Hund spielt im Garten")
+        record = record_of(client, answer["run_id"])
+        assert record["status"] == "success"
+        seen = sorted({item["stage"] for item in record["items"]} & {1, 2, 3, 4})
+        assert stages == seen, name

@@ -40,7 +40,7 @@ def test_bodies_too_large_or_too_deep_never_reach_a_handler(tmp_path: Path) -> N
         # 200 MB declared: refused from the headers alone, without waiting for the body.
         answer = _declared_only(server.base, 200 * 1024 * 1024)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-        # Over the cap but within what waitress reads: the app's JSON 413.
+        # Over the cap: the app's JSON 413.
         big = json.dumps({"config": "dada", "input": "x" * 310_000}).encode()
         status, body = call(server.base, "POST", "/api/runs", raw=big)
         assert status == 413 and _error(body)["code"] == "body_too_large"

@@ -76,7 +76,7 @@ def assert_clean(status: int, body: bytes, allowed: tuple[int, ...] = (400, 404)
         try:
             error = json.loads(body)["error"]
         except (ValueError, KeyError):
-            return  # waitress refused the request line itself: fine, it is a 400
+            return  # the server refused the request line itself: fine, it is a 400
         assert len(error["message"]) < 400  # never echoes a 10 kB input
 
 

@@ -1,4 +1,4 @@
-"""Through a real waitress server on a free port: runs, concurrency, and SIGTERM losing nothing."""
+"""Through a real server on a free port: runs, concurrency, and SIGTERM losing nothing."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def call_json(base: str, method: str, path: str, body: Any = None) -> tuple[int,
 
 @pytest.fixture
 def live_server(make_app: Any) -> Iterator[tuple[Flask, str]]:
-    """The app served by waitress in a thread, on 127.0.0.1 and a free port."""
+    """The app served in a thread, on 127.0.0.1 and a free port."""
     app = make_app()
     server = make_server(app, "127.0.0.1", 0)
     stop = threading.Event()

@@ -3,7 +3,7 @@
 Before: each request thread kept a SQLite connection of its own and the I/O
 loop used ``select()``, which cannot watch a descriptor numbered 1024 or
 more, so the server died within seconds. Now the store has a bounded pool of
-connections and waitress uses ``poll()``.
+connections and the server's event loop uses epoll.
 """
 
 from __future__ import annotations

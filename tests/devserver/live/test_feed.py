@@ -1,4 +1,4 @@
-"""The live feed through a real waitress server: order, resumption, end statuses, slow readers."""
+"""The live feed through a real server: order, resumption, end statuses, slow readers."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class ScriptedBackend(LocalBackend):
 
 @dataclass
 class Served:
-    """An app served by waitress on 127.0.0.1 in a thread."""
+    """An app served on 127.0.0.1 in a thread."""
 
     app: Flask
     base: str

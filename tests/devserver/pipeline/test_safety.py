@@ -103,7 +103,8 @@ def test_term_lists_come_from_data_files(tmp_path: Path) -> None:
     path.write_text(json.dumps({"terms": ["Blaubeere", {"term": "kuchen", "match": "prefix"}]}))
     custom = Stage1Filter(path)
     assert custom.check("Blau beere und Kuchenteig").matched_terms == ["Blaubeere", "kuchen"]
-    assert custom.name.startswith("stgb-86a-terms@")
+    assert custom.name == "stgb-86a-terms" and custom.version.startswith("sha256:")
+    assert custom.version != Stage1Filter().version  # another list, another version
 
 
 def test_malformed_term_is_refused() -> None:

@@ -94,17 +94,20 @@ def summarise_stage_rows(
         tally = tallies.get(stage)
         if tally is None:
             continue
-        if item_type != ItemType.STAGE_TRANSITION:
-            tally.count += 1  # a transition opens the stage but is not work done in it
+        # A transition opens the stage but is not work done in it: it is counted in no
+        # figure (items, iterations, loops), only in the stage's timing.
+        work = item_type != ItemType.STAGE_TRANSITION
+        if work:
+            tally.count += 1
         if tally.started is None:
             tally.started = at
         following = rows[index + 1][2] if index < last_index else ended_us
         tally.last = following if following is not None else at
         if following is not None and following > at:
             tally.spent_us += following - at
-        if iteration is not None:
+        if iteration is not None and work:
             tally.iterations.add(iteration)
-        if loop is not None:
+        if loop is not None and work:
             tally.loops.add(loop)
         if item_type in FAILURE_ITEM_TYPES:
             tally.failures += 1

@@ -44,3 +44,22 @@ def test_outputs_the_media_url_cannot_serve_are_left_out() -> None:
         lambda path: None if "/" in path else f"/m/{path}"
     )
     assert [o["url"] for o in answer["outputs"]] == ["/m/y.png"]
+
+
+def test_a_stage_entered_without_work_counts_no_items_and_no_loops() -> None:
+    """Items, iterations and loops count the same things: a transition is none of them."""
+    tracker = ExecutionTracker("stillepost")
+    with tracker:
+        with tracker.loop_iteration(1):
+            with tracker.stage(3):
+                tracker.log(ItemType.STAGE3_SAFETY_CHECK, "passed")
+            with tracker.stage(4):
+                pass  # entered (a transition is recorded), nothing made
+    record = tracker.finalize()
+    stage3, stage4 = record.stages[2], record.stages[3]
+    assert (stage3.items, stage3.loops) == (1, 1)
+    assert (stage4.items, stage4.loops, stage4.iterations) == (0, 0, 0)
+    assert any(
+        i.item_type == "stage_transition" and i.stage == 4 and i.loop_iteration == 1
+        for i in record.items
+    )

@@ -71,6 +71,9 @@ class FormatInfo:
         requires: import names of the optional libraries it needs.
         extra: the pyproject extra that installs them (empty when none are needed).
         batch: whether it can write many runs into one file (``export_batch``).
+        batch_media: where a batch ZIP puts the runs' media files: ``"beside"`` (in
+            ``runs/<run_id>/media/``), ``"inside"`` (the format's own file holds them, so
+            they are not added again) or ``"none"`` (the format has no use for them).
         module: the module that implements it.
     """
 
@@ -82,6 +85,7 @@ class FormatInfo:
     requires: tuple[str, ...] = ()
     extra: str = ""
     batch: bool = False
+    batch_media: str = "beside"
     module: str = ""
 
 
@@ -136,6 +140,7 @@ _REGISTRY: dict[str, FormatInfo] = {
             requires=("lxml", "PIL"),
             extra="research",
             batch=True,
+            batch_media="inside",
             module="exports._qdpx",
         ),
         FormatInfo(
@@ -147,6 +152,7 @@ _REGISTRY: dict[str, FormatInfo] = {
             requires=("lxml",),
             extra="research",
             batch=True,
+            batch_media="none",
             module="exports._qdc",
         ),
         FormatInfo(
@@ -178,6 +184,7 @@ _REGISTRY: dict[str, FormatInfo] = {
             requires=("prov",),
             extra="research",
             batch=True,
+            batch_media="inside",
             module="exports._rocrate",
         ),
     )

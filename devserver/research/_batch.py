@@ -175,11 +175,12 @@ def _generate(
             for record in _records(batch):
                 if not combined:
                     yield from _add_run(batch, archive, buffer, record, started, summary)
-                run_folder = f"runs/{record.run_id}"
-                media_dir = _media_dir(batch, record.run_id)
-                yield from _add_media(
-                    archive, buffer, record, media_dir, run_folder, started, summary
-                )
+                if batch.format.batch_media == "beside":  # else inside the file, or of no use
+                    run_folder = f"runs/{record.run_id}"
+                    media_dir = _media_dir(batch, record.run_id)
+                    yield from _add_media(
+                        archive, buffer, record, media_dir, run_folder, started, summary
+                    )
                 summary.runs += 1
                 if on_run is not None:
                     on_run(record.run_id)

@@ -334,3 +334,31 @@ def test_tidy_tables_of_a_batch_hold_every_run_in_one_table(served: tuple[Flask,
     tables = zipfile.ZipFile(io.BytesIO(archive.read("all_runs.csv.zip")))
     rows = list(csv.DictReader(io.StringIO(tables.read("runs.csv").decode("utf-8-sig"))))
     assert sorted(row["run_id"] for row in rows) == sorted(r.run_id for r in seeded.records)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media_beside"), [("qdpx", False), ("rocrate", False), ("qdc", False), ("csv", True)]
+)
+def test_a_batch_holds_every_media_file_once(
+    served: tuple[Flask, str], fmt: str, media_beside: bool
+) -> None:
+    """A project or crate carries the media inside its own file, so the ZIP adds no second
+    copy; a codebook has no use for media; tables get them beside, once."""
+    app, base = served
+    seeded = seed_runs(app, 3)
+    status, _, data = download(app, base, f"format={fmt}")
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifest = check_manifest(archive)
+        names = archive.namelist()
+        beside = [n for n in names if "/media/" in n and n.startswith("runs/")]
+        assert bool(beside) == media_beside, names
+        if media_beside:
+            assert len(beside) == len(set(beside)) == 2 * len(seeded.records)
+        combined = [n for n in names if n.startswith("all_runs.")]
+        if fmt in ("qdpx", "rocrate"):
+            (inner_name,) = combined
+            with zipfile.ZipFile(io.BytesIO(archive.read(inner_name))) as inner:
+                pictures = [n for n in inner.namelist() if n.lower().endswith(".png")]
+            assert len(pictures) == 2 * len(seeded.records)  # every picture, inside, once
+    assert manifest["runs"] == len(seeded.records)

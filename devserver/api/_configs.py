@@ -13,4 +13,4 @@ bp = Blueprint("configs", __name__, url_prefix="/api")
 def list_configs() -> Response:
     """Every config: name, description, stages, interception, iterations, outputs."""
     state = get_state()
-    return jsonify({"configs": [c.summary() for c in state.configs.values()]})
+    return jsonify({"configs": [c.listing() for c in state.configs.values()]})

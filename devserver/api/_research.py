@@ -19,11 +19,11 @@ from ..research._queries import (
     MAX_LIMIT,
     QueryError,
     fetch_page,
+    list_entry,
     parse_filters,
     parse_limit,
     public_filters,
     run_filter,
-    run_summary,
 )
 from ._auth import TOKEN_QUERY_NAMES, research_only
 from ._downloads import format_or_404
@@ -171,7 +171,7 @@ def list_runs() -> Response:
     pseudonymiser = state.pseudonymiser
     runs = []
     for row in page.rows:
-        summary = run_summary(row, pseudonymiser)
+        summary = list_entry(row, pseudonymiser)
         summary["links"] = {
             "record": url_for("runs.get_run", run_id=row.run_id),
             "export": f"/api/runs/{row.run_id}/export/{{format}}",

@@ -30,7 +30,7 @@ def _links(run_id: str) -> dict[str, str]:
     }
 
 
-def _summary(summary: RunSummary) -> dict[str, Any]:
+def _summary_answer(summary: RunSummary) -> dict[str, Any]:
     def media_url(path: str) -> str | None:
         # a path with a folder cannot be served by the media route
         return None if "/" in path else url_for("runs.get_media", run_id=summary.run_id, name=path)
@@ -105,7 +105,7 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
         record = run.tracker.record()
         summary = summarise_run(record) if record is not None else None
         answer["status"] = str(summary.status if summary is not None else result.status)
-        answer["summary"] = _summary(summary) if summary is not None else None
+        answer["summary"] = _summary_answer(summary) if summary is not None else None
         return jsonify(answer), 200, headers
     return jsonify(answer), 202, headers
 

@@ -43,14 +43,14 @@ from .._settings import (
 from .._state import software_version
 from ..pipeline._journals import erase_user_journals, journal_census
 from ..pipeline.safety import SAFETY_LEVELS
-from ..research._batch import BatchRequest, BatchSummary, safe_file_name, stream_batch
+from ..research._batch import BatchReport, BatchRequest, safe_file_name, stream_batch
 from ..research._queries import (
     STATUSES,
     QueryError,
+    list_entry,
     parse_filters,
     public_filters,
     run_filter,
-    run_summary,
 )
 from ._journey import describe
 
@@ -255,11 +255,11 @@ def runs(
         pseudonymiser = data.pseudonymiser
         if as_json:
             for row in rows:
-                click.echo(json.dumps(run_summary(row, pseudonymiser), ensure_ascii=False))
+                click.echo(json.dumps(list_entry(row, pseudonymiser), ensure_ascii=False))
             return
         table = []
         for row in rows:
-            summary = run_summary(row, pseudonymiser)
+            summary = list_entry(row, pseudonymiser)
             table.append([
                 row.run_id,
                 row.started_at[:19].replace("T", " "),
@@ -427,7 +427,7 @@ def _export_batch(
             shown_filters=public_filters(filters, pseudonymiser),
             software_version=software_version(),
         )
-        summary = BatchSummary()
+        summary = BatchReport()
         partial = output.with_name(f".{output.name}.partial")
         with click.progressbar(length=total, label="Exporting", file=sys.stderr) as bar:
             try:

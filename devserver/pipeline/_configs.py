@@ -130,7 +130,7 @@ class PipelineConfig(BaseModel):
         for its interception, then 3 and 4 for its outputs (the model requires both)."""
         return [1] + ([2] if self.interception else []) + ([3, 4] if self.outputs else [])
 
-    def summary(self) -> dict[str, Any]:
+    def listing(self) -> dict[str, Any]:
         """The config as ``GET /api/configs`` lists it."""
         return {
             "name": self.name,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ._batch import BatchRequest, BatchSummary, safe_file_name, stream_batch
+from ._batch import BatchReport, BatchRequest, safe_file_name, stream_batch
 from ._cursor import CursorCodec, CursorError
 from ._queries import QueryError, fetch_page, parse_filters, parse_limit, run_filter
 
 __all__ = [
+    "BatchReport",
     "BatchRequest",
-    "BatchSummary",
     "CursorCodec",
     "CursorError",
     "QueryError",

@@ -96,7 +96,7 @@ class _Buffer:
 
 
 @dataclass
-class BatchSummary:
+class BatchReport:
     """What a batch export contained; filled while the ZIP is written."""
 
     runs: int = 0
@@ -140,7 +140,7 @@ def _zip_info(name: str, moment: datetime, compress: int) -> zipfile.ZipInfo:
 def stream_batch(
     batch: BatchRequest,
     *,
-    summary: BatchSummary | None = None,
+    summary: BatchReport | None = None,
     on_run: Callable[[str], None] | None = None,
 ) -> Iterator[bytes]:
     """The ZIP of every run matching ``batch.run_filter``, as a sequence of byte chunks.
@@ -161,11 +161,11 @@ def stream_batch(
     info = exports.get_format(batch.format.name)
     if not info.available:  # fail before the first byte, not inside a half-sent ZIP
         raise exports.MissingDependencyError(info.name, ", ".join(info.requires), info.extra)
-    return _generate(batch, summary or BatchSummary(), on_run)
+    return _generate(batch, summary or BatchReport(), on_run)
 
 
 def _generate(
-    batch: BatchRequest, summary: BatchSummary, on_run: Callable[[str], None] | None
+    batch: BatchRequest, summary: BatchReport, on_run: Callable[[str], None] | None
 ) -> Iterator[bytes]:
     started = datetime.now(UTC)
     buffer = _Buffer()
@@ -217,7 +217,7 @@ def _add_combined(
     archive: zipfile.ZipFile,
     buffer: _Buffer,
     moment: datetime,
-    summary: BatchSummary,
+    summary: BatchReport,
 ) -> Iterator[bytes]:
     """One file holding every run, for formats made for that (a QDA project, a crate)."""
     fmt = batch.format
@@ -243,7 +243,7 @@ def _add_combined(
         summary.files[-1].update({"kind": "export", "runs": summary.runs})
 
 
-def _emit(buffer: _Buffer, summary: BatchSummary) -> Iterator[bytes]:
+def _emit(buffer: _Buffer, summary: BatchReport) -> Iterator[bytes]:
     if buffer.pending >= CHUNK:
         data = buffer.take()
         summary.bytes_written += len(data)
@@ -253,7 +253,7 @@ def _emit(buffer: _Buffer, summary: BatchSummary) -> Iterator[bytes]:
 def _copy(
     archive: zipfile.ZipFile,
     buffer: _Buffer,
-    summary: BatchSummary,
+    summary: BatchReport,
     info: zipfile.ZipInfo,
     source: IO[bytes],
     size: int,
@@ -276,7 +276,7 @@ def _add_run(
     buffer: _Buffer,
     record: ExecutionRecord,
     moment: datetime,
-    summary: BatchSummary,
+    summary: BatchReport,
 ) -> Iterator[bytes]:
     run_id = record.run_id
     folder = f"runs/{run_id}"
@@ -312,7 +312,7 @@ def _add_media(
     media_dir: Path | None,
     folder: str,
     moment: datetime,
-    summary: BatchSummary,
+    summary: BatchReport,
 ) -> Iterator[bytes]:
     seen: set[str] = set()
     for item in record.items:
@@ -362,7 +362,7 @@ def _add_media(
         summary.files[-1].update(entry_meta)
 
 
-def _manifest(batch: BatchRequest, summary: BatchSummary, started: datetime) -> dict[str, Any]:
+def _manifest(batch: BatchRequest, summary: BatchReport, started: datetime) -> dict[str, Any]:
     fmt = batch.format
     return {
         "manifest_version": MANIFEST_VERSION,

@@ -157,7 +157,7 @@ def fetch_page(
     return Page(rows, None)
 
 
-def run_summary(row: RunRow, pseudonymiser: Pseudonymiser) -> dict[str, Any]:
+def list_entry(row: RunRow, pseudonymiser: Pseudonymiser) -> dict[str, Any]:
     """One run as the research list shows it: pseudonyms only, never a raw id."""
     return {
         "run_id": row.run_id,

@@ -46,7 +46,7 @@ def test_shipped_configs_use_only_glossary_languages() -> None:
 def test_good_file_loads(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, GOOD))
     assert config.interception.iterations == 3
-    assert config.summary()["outputs"][0]["width"] == 64
+    assert config.listing()["outputs"][0]["width"] == 64
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_bad_file_names_the_file_and_the_field(
 
 def test_every_shipped_config_speaks_german_and_english() -> None:
     for config in load_configs().values():
-        summary = config.summary()
+        summary = config.listing()
         assert summary["descriptions"]["de"] and summary["description"]
         for output in config.outputs:
             assert output.labels["de"] and output.labels["en"]

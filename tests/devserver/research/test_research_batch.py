@@ -299,7 +299,7 @@ def test_concurrent_batch_exports_do_not_mix(served: tuple[Flask, str]) -> None:
 
 
 def test_formats_made_for_many_runs_get_one_combined_file(served: tuple[Flask, str]) -> None:
-    """qdpx: one REFI-QDA project holding every run (and media per run), not a project per run."""
+    """qdpx: one REFI-QDA project holding every run and its media, not a project per run."""
     from lxml import etree
 
     app, base = served
@@ -318,7 +318,7 @@ def test_formats_made_for_many_runs_get_one_combined_file(served: tuple[Flask, s
     assert len(transcripts) == 5
     names = " ".join(t.get("name", "") for t in transcripts)
     assert all(record.run_id[:8] in names for record in seeded.records)
-    assert any(e.get("kind") == "media" for e in manifest["files"])
+    assert not any(e.get("kind") == "media" for e in manifest["files"])  # inside the project
     assert_no_raw_ids(archive.read("all_runs.qdpx"))
 
 

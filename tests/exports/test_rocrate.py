@@ -40,6 +40,13 @@ def export_crate(record: ExecutionRecord, media_dir: Path | None) -> bytes:
     return stream.getvalue()
 
 
+def as_list(value: Any) -> list[Any]:
+    """A JSON-LD value as a list: absent is empty, a single value is one element."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def _references(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         if set(value) == {"@id"}:
@@ -59,7 +66,7 @@ def open_crate(data: bytes, folder: Path) -> tuple[ROCrate, dict[str, dict[str, 
         assert len(names) == len(set(names))
         archive.extractall(folder)
     metadata = json.loads((folder / "ro-crate-metadata.json").read_text("utf-8"))
-    assert metadata["@context"] == "https://w3id.org/ro/crate/1.1/context"
+    assert metadata["@context"][0] == "https://w3id.org/ro/crate/1.1/context"
     graph = {entity["@id"]: entity for entity in metadata["@graph"]}
     assert len(graph) == len(metadata["@graph"]), "an @id is described twice"
     assert graph["ro-crate-metadata.json"]["conformsTo"] == {"@id": "https://w3id.org/ro/crate/1.1"}
@@ -85,7 +92,7 @@ def open_crate(data: bytes, folder: Path) -> tuple[ROCrate, dict[str, dict[str, 
             assert reference in graph, f"reference {reference} resolves to nothing"
     for action in (e for e in graph.values() if e["@type"] == "CreateAction"):
         assert crate.get(action["@id"]) is not None
-        for instrument in action.get("instrument", []):
+        for instrument in as_list(action.get("instrument")):
             assert graph[instrument["@id"]]["@type"] == "SoftwareApplication"
     return crate, graph
 
@@ -125,8 +132,9 @@ def test_a_stille_post_run_is_a_complete_crate(
     actions = {e["@id"]: e for e in graph.values() if e["@type"] == "CreateAction"}
     assert sorted(actions) == [f"#run-{run}-stage-{n}" for n in (1, 2, 3, 4)]
     stage4 = actions[f"#run-{run}-stage-4"]
-    assert {r["@id"] for r in stage4["result"]} == {e["@id"] for e in images}
-    assert stage4["instrument"] == [{"@id": "#model-procedural-image"}]
+    assert {r["@id"] for r in as_list(stage4["result"])} == {e["@id"] for e in images}
+    # a single value is written as one, not as a one-element array (RO-Crate 1.1)
+    assert stage4["instrument"] == {"@id": "#model-procedural-image"}
     assert graph["#model-glossary-translator"]["version"] == "1"
     assert len(actions[f"#run-{run}-stage-2"]["result"]) == 9  # 8 iterations and the final
     participant = graph[stage4["agent"]["@id"]]

@@ -101,21 +101,28 @@ def run_pipeline(tracker: Tracker, request: RunRequest, pipeline: Pipeline, medi
     """
     with tracker:
         with tracker.stage(1):
-            language, passed = _stage1(tracker, request, pipeline)
+            language, passed, prompt_item = _stage1(tracker, request, pipeline)
         if not passed:
             return Outcome.BLOCKED
         with tracker.stage(2):
-            final = _stage2(tracker, request, pipeline, language)
+            final, final_item = _stage2(tracker, request, pipeline, language, prompt_item)
         skipped = 0
         for j, output in enumerate(request.config.outputs, start=1):
             with tracker.loop_iteration(j):
-                if not _output(tracker, request, pipeline, final, j, output, media_dir):
+                made = _output(tracker, request, pipeline, final, final_item, j, output, media_dir)
+                if not made:
                     skipped += 1
         return Outcome.PARTIAL if skipped else Outcome.SUCCESS
 
 
-def _stage1(tracker: Tracker, request: RunRequest, pipeline: Pipeline) -> tuple[str | None, bool]:
-    """Record the input, translate it, check both texts; returns (language, passed)."""
+def _stage1(
+    tracker: Tracker, request: RunRequest, pipeline: Pipeline
+) -> tuple[str | None, bool, int | None]:
+    """Record the input, translate it, check both texts.
+
+    Returns:
+        (language, passed, the prompt item's sequence number).
+    """
     text, config = request.text, request.config
     language: str | None
     source: str | None
@@ -124,7 +131,7 @@ def _stage1(tracker: Tracker, request: RunRequest, pipeline: Pipeline) -> tuple[
     else:
         language = pipeline.backend.detect_language(text)
         source = "detected" if language is not None else None
-    tracker.log(
+    prompt_item = tracker.log(
         ItemType.USER_INPUT_TEXT,
         text,
         metadata={"language": language, "language_source": source},
@@ -136,14 +143,17 @@ def _stage1(tracker: Tracker, request: RunRequest, pipeline: Pipeline) -> tuple[
             lambda: pipeline.backend.translate(text, language, config.translate_to, seed)
         )
         translated = result.text
-        _log_text(tracker, ItemType.TRANSLATION_RESULT, result, ms)
+        _log_text(tracker, ItemType.TRANSLATION_RESULT, result, ms, prompt_item)
     verdict, ms = _timed(lambda: pipeline.stage1.check(text, translated))
-    tracker.log(
+    # The filter reads the prompt (and its translation, when there is one): the prompt
+    # is what it judges, so the check names the prompt as its input.
+    check_item = tracker.log(
         ItemType.STAGE1_SAFETY_CHECK,
         "passed" if verdict.passed else "blocked: " + ", ".join(verdict.matched_terms),
         model=verdict.filter,
         duration_ms=ms,
         metadata=verdict.metadata(),
+        input_sequence=prompt_item,
     )
     if not verdict.passed:
         tracker.log(
@@ -152,15 +162,30 @@ def _stage1(tracker: Tracker, request: RunRequest, pipeline: Pipeline) -> tuple[
             + ", ".join(verdict.matched_terms),
             model=verdict.filter,
             metadata={"matched_terms": verdict.matched_terms, "matches": verdict.matches},
+            input_sequence=check_item,
         )
-    return language, verdict.passed
+    return language, verdict.passed, prompt_item
 
 
-def _stage2(tracker: Tracker, request: RunRequest, pipeline: Pipeline, language: str | None) -> str:
-    """Transform the prompt by the config's interception; returns the final text."""
+def _stage2(
+    tracker: Tracker,
+    request: RunRequest,
+    pipeline: Pipeline,
+    language: str | None,
+    prompt_item: int | None,
+) -> tuple[str, int | None]:
+    """Transform the prompt by the config's interception.
+
+    Stage 2 starts from the child's own words (not the stage-1 translation),
+    and each step consumes the one before it; the items say so.
+
+    Returns:
+        (the final text, the final item's sequence number).
+    """
     interception = request.config.interception
     backend = pipeline.backend
     text = request.text
+    consumed = prompt_item
     final_language: str | None = language
     if isinstance(interception, StillePost):
         # Back to the input language; when that is unknown, to the stage-1 language.
@@ -174,7 +199,7 @@ def _stage2(tracker: Tracker, request: RunRequest, pipeline: Pipeline, language:
                 result, ms = _timed(
                     functools.partial(backend.translate, text, source, target, seed)
                 )
-                _log_text(tracker, ItemType.INTERCEPTION_ITERATION, result, ms)
+                consumed = _log_text(tracker, ItemType.INTERCEPTION_ITERATION, result, ms, consumed)
             text = result.text
         final_language = home
     elif isinstance(interception, Dada):
@@ -183,11 +208,11 @@ def _stage2(tracker: Tracker, request: RunRequest, pipeline: Pipeline, language:
             result, ms = _timed(
                 lambda: backend.intercept(text, mode="dada", language=language, seed=seed)
             )
-            _log_text(tracker, ItemType.INTERCEPTION_ITERATION, result, ms)
+            consumed = _log_text(tracker, ItemType.INTERCEPTION_ITERATION, result, ms, consumed)
         text = result.text
     else:  # pragma: no cover - the config model admits no other kind
         raise TypeError(f"unknown interception {interception!r}")
-    tracker.log(
+    final_item = tracker.log(
         ItemType.INTERCEPTION_FINAL,
         text,
         metadata={
@@ -195,8 +220,9 @@ def _stage2(tracker: Tracker, request: RunRequest, pipeline: Pipeline, language:
             "iterations": interception.iterations,
             "language": final_language,
         },
+        input_sequence=consumed,
     )
-    return text
+    return text, final_item
 
 
 def _output(
@@ -204,6 +230,7 @@ def _output(
     request: RunRequest,
     pipeline: Pipeline,
     text: str,
+    text_item: int | None,
     j: int,
     output: ImageOutput | AudioOutput,
     media_dir: Path,
@@ -213,12 +240,13 @@ def _output(
     with tracker.stage(3):
         verdict, ms = _timed(lambda: pipeline.age.check(prompt, request.safety_level))
         meta = {"output": output.name, **verdict.metadata()}
-        tracker.log(
+        check_item = tracker.log(
             ItemType.STAGE3_SAFETY_CHECK,
             "passed" if verdict.passed else "blocked: " + ", ".join(verdict.matched_terms),
             model=verdict.filter,
             duration_ms=ms,
             metadata=meta,
+            input_sequence=text_item,
         )
         if not verdict.passed:
             tracker.log(
@@ -227,6 +255,7 @@ def _output(
                 f"'{request.safety_level}': " + ", ".join(verdict.matched_terms),
                 model=verdict.filter,
                 metadata={"output": output.name, "matched_terms": verdict.matched_terms},
+                input_sequence=check_item,
             )
             return False
     with tracker.stage(4):
@@ -276,6 +305,7 @@ def _output(
                     "seed": seed,
                     **asked,
                 },
+                input_sequence=text_item,
             )
             return False
         ms = round((time.perf_counter() - began) * 1000.0, 3)
@@ -293,18 +323,27 @@ def _output(
             backend=result.backend,
             duration_ms=ms,
             metadata={"output": output.name, **result.params},
+            input_sequence=text_item,
         )
         return True
 
 
-def _log_text(tracker: Tracker, item_type: ItemType, result: TextResult, ms: float) -> None:
-    tracker.log(
+def _log_text(
+    tracker: Tracker,
+    item_type: ItemType,
+    result: TextResult,
+    ms: float,
+    consumed: int | None,
+) -> int | None:
+    """Record a text step that consumed item ``consumed``; returns its own sequence number."""
+    return tracker.log(
         item_type,
         result.text,
         model=result.model,
         backend=result.backend,
         duration_ms=ms,
         metadata=dict(result.params),
+        input_sequence=consumed,
     )
 
 

@@ -177,7 +177,7 @@ def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, A
     ``timestamp_us`` (ignored by the model) for the stage summary.
     """
     (seq, ts, stage, si, li, item_type, content, media_type, media, model, backend,
-     duration, metadata, config, extra) = raw  # fmt: skip
+     duration, metadata, config, extra, consumed) = raw  # fmt: skip
     if metadata is None:
         meta: dict[str, Any] = {}
     elif type(metadata) is dict and _plain_mapping(metadata, max_chars):
@@ -242,7 +242,17 @@ def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, A
         "backend": backend,
         "duration_ms": duration,
         "metadata": meta,
+        "input_sequence": consumed if consumed is None else _input_sequence(consumed, seq, stats),
     }  # fmt: skip
+
+
+def _input_sequence(consumed: Any, sequence: Any, stats: CoercionStats) -> int | None:
+    """``consumed`` when it names an earlier item; anything else is counted and left empty."""
+    if type(consumed) is int and consumed >= 1:
+        if type(sequence) is not int or consumed < sequence:
+            return consumed
+    stats.coerced += 1
+    return None
 
 
 def _plain_mapping(metadata: dict[Any, Any], max_chars: int) -> bool:

@@ -13,7 +13,7 @@ from ._taxonomy import TAXONOMY_VERSION, ItemType, MediaType, RunStatus, StageSt
 logger = logging.getLogger("execution_history")
 
 #: Version of the record's JSON layout; independent of the taxonomy version.
-RECORD_FORMAT_VERSION = "1.1"  # 1.1: safety_level_set_by
+RECORD_FORMAT_VERSION = "1.2"  # 1.1: safety_level_set_by; 1.2: item input_sequence
 
 _FROZEN = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
@@ -63,6 +63,15 @@ class ExecutionItem(BaseModel):
     backend: str | None = None
     duration_ms: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    input_sequence: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "The sequence number of the item whose content this step consumed, as the"
+            " pipeline told it (provenance); None when it consumed no recorded item or"
+            " the pipeline did not say."
+        ),
+    )
 
 
 class StageSummary(BaseModel):

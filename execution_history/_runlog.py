@@ -62,10 +62,23 @@ class RawItem(NamedTuple):
     metadata: Any
     config: Any
     extra: Any
+    #: The sequence number of the item whose content this step consumed (None: unknown).
+    #: Last, with a default, so lines written before it existed still read.
+    input_sequence: Any = None
 
 
 #: ``new_raw_item(RawItem, fields)`` builds an item without a Python-level ``__new__``.
 new_raw_item = tuple.__new__
+
+#: Serialised items have every field, or every field but ``input_sequence`` (written before 1.2).
+_ITEM_LENGTHS = (len(RawItem._fields), len(RawItem._fields) - 1)
+
+
+def raw_item_of(values: list[Any] | tuple[Any, ...]) -> RawItem:
+    """A raw item from its serialised fields (one written before ``input_sequence`` gets None)."""
+    if len(values) == len(RawItem._fields):
+        return new_raw_item(RawItem, values)
+    return RawItem(*values)
 
 
 class DamagedRunLog(ValueError):
@@ -270,8 +283,8 @@ class RunLog:
                 continue
             try:
                 value = json.loads(line)
-                if isinstance(value, list) and len(value) == len(RawItem._fields):
-                    log.items.append(new_raw_item(RawItem, value))
+                if isinstance(value, list) and len(value) in _ITEM_LENGTHS:
+                    log.items.append(raw_item_of(value))
                 elif isinstance(value, dict) and isinstance(value.get("end"), dict):
                     log._read_end(value["end"])
                 else:
@@ -347,4 +360,5 @@ __all__ = [
     "RawItem",
     "RunLog",
     "new_raw_item",
+    "raw_item_of",
 ]

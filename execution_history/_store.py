@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from ._build import build_record
 from ._media import complete_media
 from ._record import ExecutionRecord, SinkOutcome
-from ._runlog import RawItem, RunLog, new_raw_item
+from ._runlog import RunLog, raw_item_of
 from ._taxonomy import RunStatus
 
 logger = logging.getLogger("execution_history")
@@ -655,7 +655,7 @@ def _log_of_capture(payload: bytes | str) -> RunLog:
     if not isinstance(data, dict) or data.get("capture") != 1:
         raise ValueError("not a run capture of format 1")
     log = RunLog.from_header(data)  # the capture's header has the run log's fields
-    log.items.extend(new_raw_item(RawItem, raw) for raw in data["items"])
+    log.items.extend(raw_item_of(raw) for raw in data["items"])
     counters = data.get("counters") or {}
     log.items_dropped = int(counters.get("items_dropped", 0))
     log.items_after_end = int(counters.get("items_after_finalize", 0))

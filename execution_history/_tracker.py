@@ -275,13 +275,23 @@ class ExecutionTracker:
         duration_ms: float | None = None,
         metadata: dict[str, Any] | None = None,
         config: str | None = None,
+        input_sequence: int | None = None,
         **extra: Any,
-    ) -> None:
+    ) -> int | None:
         """Record one item in the current stage and iterations.
 
         Costs one tuple and one list append: nothing is validated or copied
         here (the finaliser converts and counts). Unexpected positional or
         keyword arguments are kept in the item's metadata, never raised.
+
+        Args:
+            input_sequence: the sequence number of the item whose content this
+                step consumed (what ``log`` returned for it), so provenance is
+                told, not guessed; None when the step consumed no recorded item.
+
+        Returns:
+            This item's sequence number, or None when it was not recorded (over
+            the cap, or a tracker fault).
         """
         # The body of _add, inlined: this is the hottest call, and a Python call with ten
         # arguments costs about a fifth of the whole.
@@ -307,13 +317,15 @@ class ExecutionTracker:
                             metadata,
                             config,
                             (args, extra) if args or extra else None,
+                            input_sequence,
                         ),
                     )
                 )
-            else:
-                self._refuse()
+                return sequence
+            self._refuse()
         except Exception as exc:
             self._fault(exc)
+        return None
 
     def _add(
         self,
@@ -327,7 +339,8 @@ class ExecutionTracker:
         metadata: Any,
         config: Any,
         extra: Any,
-    ) -> None:
+        input_sequence: Any = None,
+    ) -> int | None:
         """Build and append one raw item: the only place that does (positional, for speed).
 
         The sequence counter doubles as the cap check, so a refused item costs
@@ -355,21 +368,23 @@ class ExecutionTracker:
                             metadata,
                             config,
                             extra,
+                            input_sequence,
                         ),
                     )
                 )
-            else:
-                self._refuse()
+                return sequence
+            self._refuse()
         except Exception as exc:
             self._fault(exc)
+        return None
 
     # ------------------------------------------------------------ typed helpers
     # Each helper appends through _add directly (one call, no re-packing of
     # keyword arguments), and merges its own fields into the metadata.
 
-    def log_user_input(self, text: Any, **fields: Any) -> None:
+    def log_user_input(self, text: Any, **fields: Any) -> int | None:
         """Record the child's prompt (stage 1)."""
-        self.log(ItemType.USER_INPUT_TEXT, text, **fields)
+        return self.log(ItemType.USER_INPUT_TEXT, text, **fields)
 
     def log_translation(
         self,
@@ -381,14 +396,15 @@ class ExecutionTracker:
         backend: str | None = None,
         duration_ms: float | None = None,
         metadata: dict[str, Any] | None = None,
+        input_sequence: int | None = None,
         **extra: Any,
-    ) -> None:
+    ) -> int | None:
         """Record a translation result with its language pair."""
         meta = {"from_lang": from_lang, "to_lang": to_lang}
         if metadata:
             self._merge(meta, metadata)
-        self._add(ItemType.TRANSLATION_RESULT, text, None, None, model, backend, duration_ms,
-                  meta, None, (args, extra) if args or extra else None)  # fmt: skip
+        return self._add(ItemType.TRANSLATION_RESULT, text, None, None, model, backend, duration_ms,
+                  meta, None, (args, extra) if args or extra else None, input_sequence)  # fmt: skip
 
     def log_interception_iteration(
         self,
@@ -400,18 +416,20 @@ class ExecutionTracker:
         backend: str | None = None,
         duration_ms: float | None = None,
         metadata: dict[str, Any] | None = None,
+        input_sequence: int | None = None,
         **extra: Any,
-    ) -> None:
+    ) -> int | None:
         """Record one step of a recursive interception (a Stille Post translation)."""
         meta = {"from_lang": from_lang, "to_lang": to_lang}
         if metadata:
             self._merge(meta, metadata)
-        self._add(ItemType.INTERCEPTION_ITERATION, text, None, None, model, backend,
-                  duration_ms, meta, None, (args, extra) if args or extra else None)  # fmt: skip
+        return self._add(ItemType.INTERCEPTION_ITERATION, text, None, None, model, backend,
+                  duration_ms, meta, None, (args, extra) if args or extra else None,
+                  input_sequence)  # fmt: skip
 
-    def log_interception_final(self, text: Any, **fields: Any) -> None:
+    def log_interception_final(self, text: Any, **fields: Any) -> int | None:
         """Record the interception's final text."""
-        self.log(ItemType.INTERCEPTION_FINAL, text, **fields)
+        return self.log(ItemType.INTERCEPTION_FINAL, text, **fields)
 
     def log_safety_check(
         self,
@@ -422,8 +440,9 @@ class ExecutionTracker:
         backend: str | None = None,
         duration_ms: float | None = None,
         metadata: dict[str, Any] | None = None,
+        input_sequence: int | None = None,
         **extra: Any,
-    ) -> None:
+    ) -> int | None:
         """Record a safety check of the current stage (1 or 3) and its verdict."""
         item_type = (
             ItemType.STAGE1_SAFETY_CHECK if self._stage == 1 else ItemType.STAGE3_SAFETY_CHECK
@@ -431,13 +450,13 @@ class ExecutionTracker:
         meta: dict[str, Any] = {"passed": passed}
         if metadata:
             self._merge(meta, metadata)
-        self._add(item_type, content, None, None, model, backend, duration_ms, meta, None,
-                  (args, extra) if args or extra else None)  # fmt: skip
+        return self._add(item_type, content, None, None, model, backend, duration_ms, meta, None,
+                  (args, extra) if args or extra else None, input_sequence)  # fmt: skip
 
-    def log_blocked(self, reason: Any, **fields: Any) -> None:
+    def log_blocked(self, reason: Any, **fields: Any) -> int | None:
         """Record a block in the current stage (1 stops the run, 3 skips one output)."""
         item_type = ItemType.STAGE1_BLOCKED if self._stage == 1 else ItemType.STAGE3_BLOCKED
-        self.log(item_type, reason, **fields)
+        return self.log(item_type, reason, **fields)
 
     def log_output(
         self,
@@ -450,15 +469,17 @@ class ExecutionTracker:
         backend: str | None = None,
         duration_ms: float | None = None,
         metadata: dict[str, Any] | None = None,
+        input_sequence: int | None = None,
         **extra: Any,
-    ) -> None:
+    ) -> int | None:
         """Record a generated output's media (stage 4)."""
-        self._add(item_type, content, media_type, media, model, backend, duration_ms,
-                  metadata, None, (args, extra) if args or extra else None)  # fmt: skip
+        return self._add(item_type, content, media_type, media, model, backend, duration_ms,
+                         metadata, None, (args, extra) if args or extra else None,
+                         input_sequence)  # fmt: skip
 
-    def log_output_failed(self, reason: Any, **fields: Any) -> None:
+    def log_output_failed(self, reason: Any, **fields: Any) -> int | None:
         """Record that one output could not be generated; the run goes on."""
-        self.log(ItemType.OUTPUT_FAILED, reason, **fields)
+        return self.log(ItemType.OUTPUT_FAILED, reason, **fields)
 
     def _merge(self, own: dict[str, Any], metadata: Any) -> None:
         """Add the caller's metadata to ``own``; a non-mapping is kept, not raised."""
@@ -728,7 +749,7 @@ class NullTracker:
         self.run_id = run_id or new_run_id()
 
     def log(self, *args: Any, **fields: Any) -> None:
-        """Record nothing."""
+        """Record nothing (and so return no sequence number)."""
 
     log_user_input = log_translation = log_interception_iteration = log
     log_interception_final = log_safety_check = log_blocked = log_output = log

@@ -182,3 +182,36 @@ def test_an_impossible_timestamp_drops_that_item_and_counts_it(ns: object) -> No
     assert "kept" in contents
     if "odd" not in contents:
         assert record.integrity.tracker_errors == 1
+
+
+def test_the_item_a_step_consumed_is_kept_and_anything_else_is_counted_not_kept() -> None:
+    """``log`` returns the sequence number to name as a later step's input; an input that is
+    not an earlier item (a later one, itself, not a number, a bool) is left empty and counted."""
+    tracker = ExecutionTracker("stillepost")
+    with tracker:
+        with tracker.stage(1):
+            prompt = tracker.log(ItemType.USER_INPUT_TEXT, "Ein Hund")
+            told = tracker.log(ItemType.TRANSLATION_RESULT, "A dog", input_sequence=prompt)
+            for wrong in (99, "1", True, 0, -1, 1.0):
+                tracker.log(ItemType.TRANSLATION_RESULT, "?", input_sequence=wrong)
+            untold = tracker.log(ItemType.TRANSLATION_RESULT, "?")
+    record = tracker.finalize()
+    by_sequence = {item.sequence: item for item in record.items}
+    assert isinstance(prompt, int) and isinstance(told, int) and isinstance(untold, int)
+    assert by_sequence[told].input_sequence == prompt
+    wrong_items = [i for i in record.items if i.content == "?"]
+    assert len(wrong_items) == 7 and all(i.input_sequence is None for i in wrong_items)
+    assert record.integrity.values_coerced >= 6
+
+
+def test_item_lines_written_before_input_sequence_existed_still_read() -> None:
+    tracker = ExecutionTracker("stillepost")
+    with tracker:
+        tracker.log(ItemType.USER_INPUT_TEXT, "alt")
+    lines = tracker.run_log.lines()
+    old = [lines[0]] + [json.dumps(json.loads(line)[:-1]) for line in lines[1:-1]] + [lines[-1]]
+    log = RunLog.from_lines(old)
+    assert log.unreadable_lines == 0
+    record = build_record(log)
+    assert [i.content for i in record.items if i.item_type == "user_input_text"] == ["alt"]
+    assert all(item.input_sequence is None for item in record.items)

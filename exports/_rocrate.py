@@ -52,7 +52,7 @@ from execution_history import STAGE_NAMES, ExecutionItem, ExecutionRecord, is_ru
 from . import _json
 from ._images import resolve_media
 from ._journey import type_name
-from ._prov import MediaFile, build_document, carries_something, stage_inputs
+from ._prov import MediaFile, build_document, carries_something, consumed, is_input
 from ._text import sanitise
 from ._timefmt import utc_iso
 
@@ -407,11 +407,10 @@ class _CrateWriter:
         item_ids: dict[int, str],
         folder: str,
     ) -> None:
-        index_of = {id(item): index for index, item in enumerate(items)}
         participant: str | None = None
         if record.user_pseudonym:
             participant = self._participant(record.user_pseudonym)
-        inputs = stage_inputs(record)
+        sources = consumed(items)
         summaries = {summary.stage: summary for summary in record.stages}
         stages = sorted({item.stage for item in items if carries_something(item)})
         for stage in stages:
@@ -420,9 +419,13 @@ class _CrateWriter:
                 for index, item in enumerate(items)
                 if item.stage == stage and carries_something(item)
             ]
-            used = {index_of[id(item)] for item in inputs.get(stage, [])}
-            results = [item_ids[index] for index, _item in in_stage if index not in used]
-            objects = [item_ids[index] for index in sorted(used) if index in item_ids]
+            # the run's input is what its stage starts from, never its result; what
+            # else a stage started from is what its steps consumed from outside it
+            given = {index for index, item in in_stage if is_input(item)}
+            made = {index for index, _item in in_stage} - given
+            starts = given | {sources[index] for index in made if index in sources} - made
+            results = [item_ids[index] for index in sorted(made)]
+            objects = [item_ids[index] for index in sorted(starts) if index in item_ids]
             instruments: list[str] = []
             for _index, item in in_stage:
                 if item.model:

@@ -143,7 +143,38 @@ def test_a_single_run_passes_the_ro_crate_profile_when_the_organisation_is_named
     offline: None, finished_record: ExecutionRecord, media_dir: Path, tmp_path: Path
 ) -> None:
     """REQUIRED and RECOMMENDED checks of ro-crate-1.1 all pass (licence, author, publisher)."""
-    folder = unzip(crate_bytes([(finished_record, media_dir)], ORGANISATION), tmp_path / "c")
+    stream = io.BytesIO()  # the one-run path, options through exports.export
+    exports.export(
+        finished_record,
+        "rocrate",
+        stream,
+        media_dir=media_dir,
+        pseudonymiser=PSEUDONYMS,
+        options=ORGANISATION,
+    )
+    folder = unzip(stream.getvalue(), tmp_path / "c")
+    assert validate(folder, "RECOMMENDED") == []
+    root = next(
+        e
+        for e in json.loads((folder / "ro-crate-metadata.json").read_text())["@graph"]
+        if e["@id"] == "./"
+    )
+    assert root["license"] == {"@id": "https://spdx.org/licenses/CC0-1.0"}
+    assert root["author"] == root["publisher"] == {"@id": "https://example.org/lab"}
+
+
+@VALIDATOR_WARNINGS
+def test_orchestrated_runs_with_provenance_pass_the_ro_crate_profile(
+    offline: None, tmp_path: Path
+) -> None:
+    """Real runs of two configs (actions with objects from input_sequence) pass too."""
+    from tests.exports.test_rocrate import orchestrated
+
+    runs = [
+        (orchestrated(config, tmp_path / config), tmp_path / config)
+        for config in ("stillepost", "image_and_sound")
+    ]
+    folder = unzip(crate_bytes(runs, ORGANISATION), tmp_path / "c")
     assert validate(folder, "RECOMMENDED") == []
 
 

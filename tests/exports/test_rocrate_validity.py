@@ -18,13 +18,23 @@ from typing import Any
 from urllib.parse import unquote, urljoin
 
 import pytest
+import requests
+from hypothesis import given, settings
+from pyld import jsonld
+from requests.adapters import BaseAdapter
+from rocrate_validator import services
+from rocrate_validator.models import Severity, ValidationSettings
+from rocrate_validator.utils.http import HttpRequester
 
 import exports
 from execution_history import ExecutionRecord, Pseudonymiser
-from tests.exports.test_tables import batch
-
-pyld = pytest.importorskip("pyld", reason="pyld is in the test extra")
-pytest.importorskip("rocrate_validator", reason="roc-validator is in the test extra")
+from tests.exports.test_tables import (
+    HOSTILE_SETTINGS,
+    LARGE_REPR,
+    batch,
+    hostile_records,
+    make_media,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CONTEXT_FILE = SHARED / "ro-crate" / "context-1.1.jsonld"
@@ -75,12 +85,6 @@ def unzip(data: bytes, folder: Path) -> Path:
 
 def validate(folder: Path, severity: str) -> list[str]:
     """roc-validator's ro-crate-1.1 profile at ``severity``; the issues as text."""
-    import requests
-    from requests.adapters import BaseAdapter
-    from rocrate_validator import services
-    from rocrate_validator.models import Severity, ValidationSettings
-    from rocrate_validator.utils.http import HttpRequester
-
     context = CONTEXT_FILE.read_bytes()
     fetched: list[str] = []
 
@@ -122,8 +126,6 @@ def validate(folder: Path, severity: str) -> list[str]:
 
 def expanded(folder: Path) -> list[dict[str, Any]]:
     """The crate's metadata expanded by pyld, the published context read from the local copy."""
-    from pyld import jsonld
-
     context = json.loads(CONTEXT_FILE.read_text("utf-8"))
 
     def loader(url: str, _options: Any = None) -> dict[str, Any]:
@@ -266,3 +268,24 @@ def test_options_other_formats_do_not_take_are_ignored(finished_record: Executio
     exports.export(finished_record, "json", plain)
     exports.export(finished_record, "json", with_options, options={"licence": "CC0-1.0"})
     assert json.loads(plain.getvalue()) == json.loads(with_options.getvalue())
+
+
+@VALIDATOR_WARNINGS
+@pytest.mark.filterwarnings(LARGE_REPR)
+def test_hostile_runs_pass_the_ro_crate_profile(
+    offline: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Hostile texts, ids and media paths still give a crate passing REQUIRED and RECOMMENDED."""
+    media_dir = make_media(tmp_path_factory.mktemp("media"))
+    counter = iter(range(1000))
+
+    @settings(HOSTILE_SETTINGS, max_examples=6)
+    @given(record=hostile_records())
+    def run(record: ExecutionRecord) -> None:
+        folder = tmp_path_factory.getbasetemp() / f"hostile-valid-{next(counter)}"
+        assert (
+            validate(unzip(crate_bytes([(record, media_dir)], ORGANISATION), folder), "RECOMMENDED")
+            == []
+        )
+
+    run()

@@ -11,6 +11,7 @@ import zipfile
 from typing import Any
 
 import openpyxl
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,8 +20,6 @@ import exports
 from execution_history import ExecutionRecord, ExecutionTracker, Pseudonymiser
 from tests.exports._support import HOSTILE_FRAGMENTS
 from tests.exports.test_tables import cleaned
-
-pd = pytest.importorskip("pandas", reason="pandas is in the test extra")
 
 PSEUDONYMS = Pseudonymiser("tables-research-pseudonym-key-01")
 #: What a csv cell may begin with only behind an apostrophe (the documented rule).

@@ -110,7 +110,7 @@ def _fill(
 
 @contextmanager
 def _served(app: Any) -> Iterator[tuple[str, int]]:
-    from devserver._serve import make_server, run_until_stopped
+    from devserver.cli._serve import make_server, run_until_stopped
 
     server = make_server(app, "127.0.0.1", 0)
     stop = threading.Event()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devserver import create_app
-from devserver._serve import make_server, run_until_stopped, server_url
+from devserver.cli._serve import make_server, run_until_stopped, server_url
 from execution_history import open_store
 
 CONFIG = os.environ.get("BENCH_DEVSERVER_CONFIG", "stillepost")

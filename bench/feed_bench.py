@@ -130,7 +130,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _latency(app: Any, subscribers: Subscribers, count: int) -> dict[str, Any]:
-    from devserver._api_events import get_hub
+    from devserver.api._events import get_hub
     from execution_history import ExecutionTracker, ItemType
 
     state = app.extensions["devserver"]
@@ -196,7 +196,7 @@ def _throughput(app: Any, subscribers: Subscribers, count: int) -> dict[str, Any
 def run() -> list[dict[str, Any]]:
     """Latency with 1 and 50 subscribers, and runs/s with 0 and 50 subscribers watching."""
     from devserver import create_app
-    from devserver._serve import make_server
+    from devserver.cli._serve import make_server
 
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("DEVSERVER_")}
     rows: list[dict[str, Any]] = []

@@ -7,15 +7,14 @@ points for code that runs a pipeline without HTTP.
 from __future__ import annotations
 
 from ._app import create_app
-from ._configs import ConfigError, PipelineConfig, load_config, load_configs
-from ._orchestrator import Outcome, Pipeline, RunRequest, run_pipeline
 from ._settings import SettingsError
 from ._state import DevServer, get_state
+from .pipeline._configs import ConfigError, PipelineConfig, load_config, load_configs
+from .pipeline._orchestrator import Pipeline, RunRequest, run_pipeline
 
 __all__ = [
     "ConfigError",
     "DevServer",
-    "Outcome",
     "Pipeline",
     "PipelineConfig",
     "RunRequest",

@@ -10,17 +10,8 @@ from werkzeug.routing import BaseConverter
 
 from execution_history import RUN_ID_PATTERN
 
-from . import _errors, _limits, _state
-from ._api_configs import bp as configs_bp
-from ._api_downloads import bp as downloads_bp
-from ._api_events import bp as events_bp
-from ._api_health import bp as health_bp
-from ._api_progress import bp as progress_bp
-from ._api_research import bp as research_bp
-from ._api_runs import bp as runs_bp
-from ._openapi import bp as openapi_bp
+from . import _state, api
 from ._settings import defaults_from_environment
-from ._ui import bp as ui_bp
 
 
 class RunIdConverter(BaseConverter):
@@ -56,16 +47,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["run_id"] = RunIdConverter
     app.after_request(_harden)
-    _errors.init_app(app)
     state = _state.init_app(app)
-    _limits.init_app(app, state.settings.max_body_bytes)
-    app.register_blueprint(configs_bp)
-    app.register_blueprint(runs_bp)
-    app.register_blueprint(progress_bp)
-    app.register_blueprint(events_bp)
-    app.register_blueprint(ui_bp)
-    app.register_blueprint(downloads_bp)
-    app.register_blueprint(research_bp)
-    app.register_blueprint(openapi_bp)
-    app.register_blueprint(health_bp)
+    api.init_app(app, state.settings.max_body_bytes)
     return app

@@ -8,21 +8,20 @@ and read from there on every later start, so pseudonyms stay stable.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .safety import SAFETY_LEVELS
+from ._data_dir import DEFAULT_DATA_DIR, DataDir
+from .pipeline.safety import SAFETY_LEVELS
 
 #: app.config key → (environment variable, default). Values from the environment are strings.
 ENVIRONMENT: dict[str, tuple[str, Any]] = {
-    "DATA_DIR": ("DEVSERVER_DATA_DIR", "./instance"),
+    "DATA_DIR": ("DEVSERVER_DATA_DIR", DEFAULT_DATA_DIR),
     "DATABASE_URL": ("DEVSERVER_DATABASE_URL", None),
     "RESEARCH_TOKEN": ("DEVSERVER_RESEARCH_TOKEN", None),
     "PSEUDONYM_KEY": ("DEVSERVER_PSEUDONYM_KEY", None),
@@ -39,14 +38,32 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
     "MAX_BODY_BYTES": ("DEVSERVER_MAX_BODY_BYTES", 1 << 20),
     "SAFETY_LEVEL": ("DEVSERVER_SAFETY_LEVEL", "kids"),
+    "FEED_POLL_S": ("DEVSERVER_FEED_POLL_S", 0.005),
+    "FEED_HEARTBEAT_S": ("DEVSERVER_FEED_HEARTBEAT_S", 15.0),
+    "FEED_MAX_SUBSCRIBERS": ("DEVSERVER_FEED_MAX_SUBSCRIBERS", 64),
+    "FEED_MAX_BACKLOG_BYTES": ("DEVSERVER_FEED_MAX_BACKLOG_BYTES", 1024 * 1024),
+    "FEED_WRITE_DEADLINE_S": ("DEVSERVER_FEED_WRITE_DEADLINE_S", 10.0),
 }
-
-RESEARCH_TOKEN_FILE = "research_token"
-PSEUDONYM_KEY_FILE = "pseudonym_key"
 
 
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """The live feed's knobs (``FEED_*`` keys, ``DEVSERVER_FEED_*`` variables)."""
+
+    #: How often the poller looks at live runs' item lists.
+    poll_s: float = 0.005
+    #: A comment line is sent after this long without an event.
+    heartbeat_s: float = 15.0
+    #: Streams open at once over all runs; more are refused with 503.
+    max_subscribers: int = 64
+    #: Bytes a connection may have queued but not sent before its reader waits.
+    max_backlog_bytes: int = 1024 * 1024
+    #: How long a reader waits for its client to read before it is dropped.
+    write_deadline_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,26 +91,12 @@ class Settings:
     research_token: str
     research_token_file: Path | None
     pseudonym_key: str
+    feed: FeedSettings
 
     @property
-    def media_root(self) -> Path:
-        """``<data_dir>/media``: one folder per run id inside."""
-        return self.data_dir / "media"
-
-    @property
-    def last_resort_dirs(self) -> list[Path]:
-        """Where runs go at shutdown that neither the store nor the quarantine took."""
-        return last_resort_dirs(self.data_dir, Path(tempfile.gettempdir()))
-
-
-def last_resort_dirs(data_dir: Path, temp_root: Path) -> list[Path]:
-    """``<data_dir>/unwritten``, then a folder of this data dir's own under ``temp_root``.
-
-    The second is named after the data dir's path, so that a start imports
-    only its own runs from it, never another data dir's.
-    """
-    key = hashlib.sha256(str(data_dir.resolve()).encode("utf-8", "surrogatepass")).hexdigest()
-    return [data_dir / "unwritten", temp_root / "devserver-unwritten" / key[:16]]
+    def data(self) -> DataDir:
+        """Every path inside the data dir."""
+        return DataDir(self.data_dir)
 
 
 def defaults_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -111,6 +114,10 @@ def _safety_level(config: Mapping[str, Any]) -> str:
     return value
 
 
+#: The least a duration may be where zero would mean "never" or "spin".
+_POSITIVE = 1e-6
+
+
 def _number(config: Mapping[str, Any], key: str, kind: type, minimum: float) -> Any:
     value = config.get(key)
     try:
@@ -122,9 +129,9 @@ def _number(config: Mapping[str, Any], key: str, kind: type, minimum: float) -> 
     return number
 
 
-def _database_path(url: str | None, data_dir: Path) -> Path:
+def _database_path(url: str | None, data: DataDir) -> Path:
     if not url:
-        return data_dir / "history.sqlite3"
+        return data.database
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise SettingsError(
@@ -179,13 +186,19 @@ def _check_research_token(token: str, token_file: Path | None) -> None:
         )
 
 
+def data_dir_of(config: Mapping[str, Any]) -> DataDir:
+    """The data dir an app's config names (``DATA_DIR``, else the default), made absolute."""
+    return DataDir(Path(str(config.get("DATA_DIR") or DEFAULT_DATA_DIR)).resolve())
+
+
 def resolve(config: Mapping[str, Any]) -> Settings:
     """Settings from an app's config; creates the data dir and missing secrets.
 
     Raises:
         SettingsError: a value that cannot be used (named by its variable).
     """
-    data_dir = Path(str(config.get("DATA_DIR") or "./instance")).resolve()
+    data = data_dir_of(config)
+    data_dir = data.root
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     backend = str(config.get("BACKEND") or "local")
     if backend not in ("local", "ollama"):
@@ -193,16 +206,16 @@ def resolve(config: Mapping[str, Any]) -> Settings:
     token = config.get("RESEARCH_TOKEN")
     token_file: Path | None = None
     if not token:
-        token_file = data_dir / RESEARCH_TOKEN_FILE
+        token_file = data.research_token_file
         token = read_or_create_secret(token_file)
     _check_research_token(str(token), token_file)
-    key = config.get("PSEUDONYM_KEY") or read_or_create_secret(data_dir / PSEUDONYM_KEY_FILE)
+    key = config.get("PSEUDONYM_KEY") or read_or_create_secret(data.pseudonym_key_file)
     if len(str(key).encode()) < 16:
         raise SettingsError("DEVSERVER_PSEUDONYM_KEY must be at least 16 bytes long")
     config_dir = config.get("CONFIG_DIR")
     return Settings(
         data_dir=data_dir,
-        database_path=_database_path(config.get("DATABASE_URL"), data_dir),
+        database_path=_database_path(config.get("DATABASE_URL"), data),
         backend=backend,
         ollama_host=str(config.get("OLLAMA_HOST")),
         ollama_model=str(config.get("OLLAMA_MODEL")),
@@ -219,4 +232,11 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),
+        feed=FeedSettings(
+            poll_s=_number(config, "FEED_POLL_S", float, _POSITIVE),
+            heartbeat_s=_number(config, "FEED_HEARTBEAT_S", float, _POSITIVE),
+            max_subscribers=_number(config, "FEED_MAX_SUBSCRIBERS", int, 1),
+            max_backlog_bytes=_number(config, "FEED_MAX_BACKLOG_BYTES", int, 1),
+            write_deadline_s=_number(config, "FEED_WRITE_DEADLINE_S", float, _POSITIVE),
+        ),
     )

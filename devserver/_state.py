@@ -2,7 +2,8 @@
 
 They live in ``app.extensions["devserver"]`` (never on a module), are reached
 through ``get_state()``, and are released in order by ``DevServer.close``:
-runs first, then the finaliser's queue, then the journal and the store.
+runs first, then the live feed's streams, then the finaliser's queue, then the
+journal and the store.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from execution_history import (
     open_store,
 )
 
-from ._configs import PipelineConfig, load_configs
-from ._journals import ProcessJournal
-from ._orchestrator import Pipeline
-from ._runs import RunService
 from ._settings import Settings, resolve
-from .backends import Backend, make_backend
-from .safety import AgeFilter, Stage1Filter
+from .live._feed import FeedHub
+from .pipeline._configs import PipelineConfig, load_configs
+from .pipeline._journals import ProcessJournal
+from .pipeline._orchestrator import Pipeline
+from .pipeline._runs import RunService
+from .pipeline.backends import Backend, make_backend
+from .pipeline.safety import AgeFilter, Stage1Filter
 
 logger = logging.getLogger("devserver")
 
@@ -61,6 +63,7 @@ class DevServer:
     journal: ProcessJournal
     pseudonymiser: Pseudonymiser
     runs: RunService
+    feed: FeedHub
     _closed: bool = field(default=False, repr=False)
     _close_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -79,6 +82,7 @@ class DevServer:
             self._closed = True
         timeout = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
         finished = self.runs.close(timeout)
+        self.feed.close()  # open streams end now instead of waiting for their runs
         report = self.finaliser.close(timeout=max(timeout, 5.0))
         report.runs_aborted = not finished
         self.shutdown = report
@@ -125,13 +129,14 @@ def init_app(app: Flask) -> DevServer:
         ollama_timeout_s=settings.ollama_timeout_s,
         ollama_retries=settings.ollama_retries,
     )
+    data = settings.data
     store = open_store(settings.database_path)
-    store_sink = StoreSink(store, settings.data_dir / "quarantine")
+    store_sink = StoreSink(store, data.quarantine)
     registry = LiveRunRegistry()
-    journal = ProcessJournal(settings.data_dir / "journal")
+    journal = ProcessJournal(data.journal, damaged_dir=data.damaged_journals)
     journal.recover_dead(store)
     # After recovery: a whole record saved at a shutdown replaces the journal's copy.
-    for folder in (store_sink.quarantine_dir, *settings.last_resort_dirs):
+    for folder in (store_sink.quarantine_dir, *data.last_resort_dirs):
         try:
             StoreSink(store, folder).reimport()
         except OSError as exc:  # an unreadable folder must not stop the server
@@ -139,12 +144,12 @@ def init_app(app: Flask) -> DevServer:
     finaliser = Finaliser(
         [store_sink],
         processors=[journal, registry],
-        last_resort_dirs=settings.last_resort_dirs,
+        last_resort_dirs=data.last_resort_dirs,
     )
     pipeline = Pipeline(backend=backend, stage1=Stage1Filter(), age=AgeFilter())
     runs = RunService(
         pipeline=pipeline,
-        media_root=settings.media_root,
+        data=data,
         finaliser=finaliser,
         registry=registry,
         store=store,
@@ -167,6 +172,7 @@ def init_app(app: Flask) -> DevServer:
         journal=journal,
         pseudonymiser=Pseudonymiser(settings.pseudonym_key),
         runs=runs,
+        feed=FeedHub(settings.feed),
     )
     app.extensions[EXTENSION] = state
     # A process that exits without a signal (e.g. the end of a script) still drains.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._build import build_record, utc_from_ns
 from ._finaliser import Finaliser, RunProcessor, ShutdownReport, Sink
 from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
-from ._journal import Journal, Recovery
+from ._journal import Journal, Recovery, journal_files, journal_user
 from ._live import LiveRunRegistry
 from ._media import media_file, open_media
 from ._privacy import Pseudonymiser
@@ -55,6 +55,7 @@ from ._tracker import (
     ExecutionTracker,
     Limits,
     NullTracker,
+    Tracker,
     bind_context,
     current_tracker,
 )
@@ -101,12 +102,15 @@ __all__ = [
     "StageSummary",
     "Stats",
     "StoreSink",
+    "Tracker",
     "bind_context",
     "build_progress",
     "build_record",
     "current_tracker",
     "derive_status",
     "is_run_id",
+    "journal_files",
+    "journal_user",
     "live_item",
     "media_file",
     "new_run_id",

@@ -248,9 +248,10 @@ def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, A
 
 def _input_sequence(consumed: Any, sequence: Any, stats: CoercionStats) -> int | None:
     """``consumed`` when it names an earlier item; anything else is counted and left empty."""
-    if type(consumed) is int and consumed >= 1:
-        if type(sequence) is not int or consumed < sequence:
-            return consumed
+    if type(consumed) is int and 1 <= consumed < (
+        sequence if type(sequence) is int else consumed + 1
+    ):
+        return consumed
     stats.coerced += 1
     return None
 

@@ -222,4 +222,25 @@ class Journal:
         report.damaged.append((path.name, reason))
 
 
-__all__ = ["Journal", "Recovery"]
+def journal_files(folder: Path) -> list[Path]:
+    """The journal files of runs in ``folder`` (one per run, named by its run id)."""
+    try:
+        return sorted(p for p in folder.glob("*.jsonl") if is_run_id(p.stem))
+    except OSError:
+        return []
+
+
+def journal_user(path: Path) -> str | None:
+    """The raw user id in the header of the journal file ``path``; None when it has none.
+
+    Raises:
+        OSError: the file cannot be read.
+        DamagedRunLog: its first line is not a run-log header.
+    """
+    with path.open(encoding="ascii", errors="replace") as handle:
+        first = handle.readline()
+    user: str | None = RunLog.from_lines([first]).user_id
+    return user
+
+
+__all__ = ["Journal", "Recovery", "journal_files", "journal_user"]

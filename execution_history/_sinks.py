@@ -133,6 +133,20 @@ class StoreSink:
                 records.append(record)
         return records
 
+    def erase_user(self, user_id: str) -> int:
+        """Delete the quarantined records of ``user_id`` (the right to erasure); returns how many.
+
+        A file that cannot be read is left alone: it cannot be told whose it is.
+        """
+        erased = 0
+        for run_id in self.quarantined():
+            record = self.load_quarantined(run_id)
+            if record is not None and record.user_id == user_id:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.quarantine_dir / f"{run_id}.json").unlink()
+                    erased += 1
+        return erased
+
     def quarantined(self) -> list[str]:
         """Run ids waiting in the quarantine folder."""
         if not self.quarantine_dir.is_dir():

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from ._build import build_record
 from ._finaliser import Finaliser
@@ -609,6 +609,25 @@ class ExecutionTracker:
         except Exception as exc:
             self._fault(exc)
 
+    def accept(self) -> bool:
+        """Make the run durable before anyone is promised it (the journal writes its header).
+
+        Returns:
+            True when every processor took the run (always without a finaliser);
+            False when one could not (a full or read-only disk): the processors
+            have let the run go again, and the caller must refuse it.
+        """
+        finaliser = self.finaliser
+        if finaliser is None:
+            return True
+        try:
+            if finaliser.start(self.run_log):
+                return True
+            finaliser.abandon(self.run_log)
+        except Exception as exc:
+            self._fault(exc)
+        return False
+
     def wait_until_stored(self, timeout_s: float | None = None) -> bool:
         """End the run if needed and wait until the finaliser is done with it.
 
@@ -737,16 +756,20 @@ class NullTracker:
     ``finalize()`` returns None because there is no record.
     """
 
-    __slots__ = ("config_name", "run_id")
+    __slots__ = ("config_name", "media_dir", "run_id")
 
     status = RunStatus.RUNNING
     closed = False
+    done = True
+    #: There is no run log: nothing is recorded.
+    run_log: RunLog | None = None
 
     def __init__(
         self, config_name: str | None = None, *, run_id: str | None = None, **_: Any
     ) -> None:
         self.config_name = config_name
         self.run_id = run_id or new_run_id()
+        self.media_dir: Path | None = None
 
     def log(self, *args: Any, **fields: Any) -> None:
         """Record nothing (and so return no sequence number)."""
@@ -774,6 +797,58 @@ class NullTracker:
 
     def finalize(self, wait: bool = True, *, error: BaseException | None = None) -> None:
         return None
+
+    def accept(self) -> bool:
+        """Nothing to make durable: always True."""
+        return True
+
+    def wait_until_stored(self, timeout_s: float | None = None) -> bool:
+        """Nothing to store: True at once."""
+        return True
+
+    def record(self) -> None:
+        """There is no record."""
+        return None
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """What the pipeline and the server use of a tracker; both trackers implement all of it.
+
+    ``ExecutionTracker`` records; ``NullTracker`` (chosen once when tracking is
+    off) does nothing and answers None where a record or a sequence number would be.
+    """
+
+    media_dir: Path | None
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def config_name(self) -> str | None: ...
+    @property
+    def run_log(self) -> RunLog | None: ...
+    def log(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_user_input(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_translation(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_interception_iteration(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_interception_final(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_safety_check(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_blocked(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_output(self, *args: Any, **fields: Any) -> int | None: ...
+    def log_output_failed(self, *args: Any, **fields: Any) -> int | None: ...
+    def stage(self, stage: int) -> Any: ...
+    def stage_iteration(self, iteration: int) -> Any: ...
+    def loop_iteration(self, iteration: int) -> Any: ...
+    def start(self) -> Any: ...
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc: Any) -> Literal[False]: ...
+    def accept(self) -> bool: ...
+    def end(self, *, error: BaseException | None = None) -> None: ...
+    def wait_until_stored(self, timeout_s: float | None = None) -> bool: ...
+    def finalize(
+        self, wait: bool = True, *, error: BaseException | None = None
+    ) -> ExecutionRecord | None: ...
+    def record(self) -> ExecutionRecord | None: ...
 
 
 _NULL_TRACKER = NullTracker("none", run_id="0" * 32)

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 
 from devserver import create_app
-from devserver._configs import shipped_configs_dir
+from devserver.pipeline._configs import shipped_configs_dir
 
 #: One harmless picture and one whose prompt adds a word blocked for kids.
 MIXED = {

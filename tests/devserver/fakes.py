@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devserver.backends import BackendError, LocalBackend, MediaResult, TextResult
+from devserver.pipeline.backends import BackendError, LocalBackend, MediaResult, TextResult
 
 
 class FakeOllama:

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from devserver._serve import make_server, run_until_stopped, server_url
+from devserver.cli._serve import make_server, run_until_stopped, server_url
 from execution_history import ExecutionRecord, RunStatus, new_run_id
 from tests.records import stille_post_record
 

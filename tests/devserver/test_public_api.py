@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+
 import devserver
-import devserver.backends
-import devserver.safety
+import devserver.pipeline.backends
+import devserver.pipeline.safety
+
+#: The rooms of DESIGN.md §2, each with its own public surface.
+ROOMS = ("api", "live", "pipeline", "pipeline.backends", "pipeline.safety", "research")
 
 
 def test_all_lists_exactly_the_public_names() -> None:
     assert set(devserver.__all__) == {
         "ConfigError",
         "DevServer",
-        "Outcome",
         "Pipeline",
         "PipelineConfig",
         "RunRequest",
@@ -22,7 +26,9 @@ def test_all_lists_exactly_the_public_names() -> None:
         "load_configs",
         "run_pipeline",
     }
-    for package in (devserver, devserver.backends, devserver.safety):
+    rooms = [importlib.import_module(f"devserver.{room}") for room in ROOMS]
+    for package in (devserver, *rooms):
+        assert package.__doc__, package.__name__
         for name in package.__all__:
             assert hasattr(package, name), (package.__name__, name)
             assert not name.startswith("_")

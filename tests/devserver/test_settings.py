@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from devserver import SettingsError, create_app, get_state
-from devserver._journals import ProcessJournal
 from devserver._settings import read_or_create_secret
+from devserver.pipeline._journals import ProcessJournal
 from execution_history import ExecutionTracker, ItemType, Journal, SQLiteRecordStore
 
 
@@ -85,13 +85,13 @@ def test_database_url_chooses_the_sqlite_file(tmp_path: Path) -> None:
 
 def test_journals_of_living_processes_are_left_alone(tmp_path: Path) -> None:
     store = SQLiteRecordStore(tmp_path / "h.sqlite3")
-    alive = ProcessJournal(tmp_path / "journal")
+    alive = ProcessJournal(tmp_path / "journal", damaged_dir=tmp_path / "journal-damaged")
     tracker = ExecutionTracker("dada")
     tracker.start()
     tracker.log(ItemType.USER_INPUT_TEXT, "Ein Hund")
     alive.journal.on_start(tracker.run_log)
     alive.journal.flush()
-    newcomer = ProcessJournal(tmp_path / "journal")
+    newcomer = ProcessJournal(tmp_path / "journal", damaged_dir=tmp_path / "journal-damaged")
     try:
         assert newcomer.recover_dead(store) == []  # the first one holds its lock
         assert store.load(tracker.run_id) is None
@@ -114,7 +114,7 @@ def test_journals_of_dead_processes_become_incomplete_records(tmp_path: Path) ->
     journal.on_start(tracker.run_log)
     journal.close()  # flushes and leaves the file, as a crash would
     tracker.finalize()  # in memory only: no finaliser, so the journal file stays
-    starting = ProcessJournal(tmp_path / "journal")
+    starting = ProcessJournal(tmp_path / "journal", damaged_dir=tmp_path / "journal-damaged")
     try:
         assert starting.recover_dead(store) == [tracker.run_id]
         record = store.load(tracker.run_id)

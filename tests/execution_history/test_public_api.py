@@ -14,9 +14,9 @@ EXPECTED = {
     "ItemType", "Journal", "Limits", "LiveRunRegistry", "MediaRef", "MediaType",
     "NullTracker", "Pseudonymiser", "RawItem", "RecordStore", "RunFilter", "RunRow",
     "RunStatus", "SQLiteRecordStore", "Sink", "SinkOutcome", "Stage", "StageStatus",
-    "StageSummary", "Stats", "StoreSink", "bind_context", "build_record", "current_tracker",
-    "derive_status", "is_run_id", "new_run_id", "summarise_stages", "utc_from_ns",
-    "utc_text", "write_atomically",
+    "StageSummary", "Stats", "StoreSink", "Tracker", "bind_context", "build_record",
+    "current_tracker", "derive_status", "is_run_id", "journal_files", "journal_user",
+    "new_run_id", "summarise_stages", "utc_from_ns", "utc_text", "write_atomically",
     # the progress model (issue 6)
     "IterationProgress", "OutputProgress", "RunProgress", "build_progress", "live_item",
     "progress_of_record",
@@ -44,3 +44,23 @@ def test_published_json_schema_in_docs_is_current() -> None:
     """docs/execution-record.schema.json is what ExecutionRecord.model_json_schema() says."""
     path = Path(__file__).resolve().parents[2] / "docs" / "execution-record.schema.json"
     assert json.loads(path.read_text(encoding="utf-8")) == ExecutionRecord.model_json_schema()
+
+
+def test_both_trackers_implement_every_member_of_the_tracker_protocol() -> None:
+    """Callers never branch on the kind of tracker: the no-op one has every member too."""
+    from execution_history import ExecutionTracker, NullTracker, Tracker
+
+    members = [
+        name
+        for name in dir(Tracker)
+        if not name.startswith("_") or name in {"__enter__", "__exit__"}
+    ]
+    members += list(Tracker.__annotations__)
+    null, real = NullTracker("x"), ExecutionTracker("x")
+    for tracker in (null, real):
+        assert isinstance(tracker, Tracker)
+        missing = [name for name in members if not hasattr(tracker, name)]
+        assert missing == [], type(tracker).__name__
+    assert null.accept() is True and null.record() is None and null.run_log is None
+    assert null.log("user_input_text", "x") is None
+    assert real.accept() is True and real.log("user_input_text", "x") == 1

@@ -1,0 +1,47 @@
+"""Blueprint: ``GET /api/health``, liveness and what waits where (DESIGN.md §4, §6)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+from pydantic import BaseModel, Field
+
+from .._state import get_state
+
+bp = Blueprint("health", __name__, url_prefix="/api")
+
+
+class StoreHealth(BaseModel):
+    """Whether the store answers a write now."""
+
+    reachable: bool
+    problem: str | None = Field(default=None, description="Why not, when it does not.")
+
+
+class HealthAnswer(BaseModel):
+    """Runs in flight and runs waiting anywhere before they are safe in the store."""
+
+    status: str = Field(
+        description="'ok', or 'degraded' when the store cannot be written, runs are held in "
+        "memory or quarantined, or the journal cannot be written (new runs are then refused)."
+    )
+    runs_in_flight: int = Field(description="Runs queued or running.")
+    runs_waiting_to_be_written: int = Field(description="Ended runs the writer has not stored yet.")
+    runs_held_in_memory: int = Field(
+        description="Runs neither the store nor the quarantine took; retried with backoff, "
+        "saved to a last-resort place at shutdown."
+    )
+    runs_quarantined: int = Field(
+        description="Runs in the quarantine folder, re-imported at start."
+    )
+    journal_write_failures: int = Field(description="Failed journal writes since the start.")
+    accepting_runs: bool = Field(description="False while the journal cannot be written.")
+    store: StoreHealth
+
+
+@bp.get("/health")
+def health() -> Response:
+    """Always 200 while the process answers; ``status`` says whether anything waits or fails."""
+    answer = HealthAnswer.model_validate(get_state().health())
+    response = Response(answer.model_dump_json(), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response

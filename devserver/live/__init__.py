@@ -1,0 +1,7 @@
+"""The live feed: one encoded feed per watched run, shared by its subscribers, fed by one poller."""
+
+from __future__ import annotations
+
+from ._feed import FeedClosed, FeedHub, RunFeed, SubscriberLimit, planned_by
+
+__all__ = ["FeedClosed", "FeedHub", "RunFeed", "SubscriberLimit", "planned_by"]

@@ -1,0 +1,225 @@
+"""One in-flight journal folder per process, so a start-up recovers only runs of dead processes.
+
+The core's ``Journal.recover`` turns every journal file it finds into an
+``incomplete`` record. With ``devserver serve`` and ``devserver run`` sharing
+a data dir, a starting process must not do that to a living process's runs.
+So each process journals into ``<data_dir>/journal/<random>/`` and holds an
+exclusive ``flock`` on a lock file there for as long as it lives; the kernel
+releases the lock when the process dies, however it dies. At start-up, a
+folder whose lock can be taken belongs to a dead process and is recovered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import secrets
+import shutil
+from pathlib import Path
+from typing import IO
+
+from execution_history import (
+    DamagedRunLog,
+    Journal,
+    RecordStore,
+    RunLog,
+    is_run_id,
+    journal_files,
+    journal_user,
+)
+
+logger = logging.getLogger("devserver")
+
+_LOCK_NAME = ".lock"
+
+
+class ProcessJournal:
+    """This process's journal folder and its lock; a run processor for the finaliser.
+
+    When the folder cannot be made (a read-only or full data dir), the
+    process still starts, so stored runs can be read, but ``on_start``
+    raises: the run service then refuses new runs instead of accepting runs
+    it could lose.
+
+    Args:
+        root: ``<data_dir>/journal``.
+        damaged_dir: journal files recovery could not read are moved here (outside ``root``).
+        interval_s: how often the journal writes new items.
+    """
+
+    name = "journal"
+
+    def __init__(self, root: Path, *, damaged_dir: Path, interval_s: float = 0.25) -> None:
+        self.root = root
+        self.damaged_dir = damaged_dir
+        self.journal: Journal | None = None
+        self.problem: str | None = None
+        self.folder: Path | None = None
+        self._lock_file: IO[bytes] | None = None
+        try:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            name = secrets.token_hex(8)
+            # Locked before it gets its visible name, so no other process sees it unlocked.
+            staging = root / f".new-{name}"
+            staging.mkdir(mode=0o700)
+            self._lock_file = (staging / _LOCK_NAME).open("wb")
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.folder = staging.rename(root / name)
+            self.journal = Journal(self.folder, damaged_dir=self.damaged_dir, interval_s=interval_s)
+        except OSError as exc:
+            self.problem = f"the journal folder {root} cannot be written: {exc}"
+            logger.error("%s; new runs are refused until it can", self.problem)
+
+    # ------------------------------------------------------------- processor
+
+    def on_start(self, log: RunLog) -> None:
+        """Journal the run durably (raises OSError when that is impossible)."""
+        if self.journal is None:
+            raise OSError(self.problem)
+        self.journal.on_start(log)
+
+    def on_end(self, log: RunLog) -> None:
+        """The journal's thread writes the ending."""
+
+    def on_stored(self, log: RunLog) -> None:
+        """The run is safe: its journal file goes."""
+        if self.journal is not None:
+            self.journal.on_stored(log)
+
+    # ---------------------------------------------------------------- recovery
+
+    def recover_dead(self, store: RecordStore) -> list[str]:
+        """Store records for the runs of dead processes; returns their ids.
+
+        Damaged files are moved to ``damaged_dir`` (logged); files whose record
+        cannot be stored now stay for the next start.
+        """
+        recovered: list[str] = []
+        damaged = 0
+        try:
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        except OSError:
+            return recovered
+        for folder in folders:
+            if folder == self.folder or folder.name.startswith("."):
+                continue
+            lock_path = folder / _LOCK_NAME
+            try:
+                handle = lock_path.open("ab")
+            except OSError:
+                continue
+            with handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its process is alive
+                journal = Journal(folder, damaged_dir=self.damaged_dir, interval_s=3600)
+                try:
+                    report = journal.recover(store)
+                    recovered.extend(report.recovered)
+                    damaged += len(report.damaged)
+                finally:
+                    journal.close()
+                if not any(p.suffix == ".jsonl" for p in folder.iterdir()):
+                    shutil.rmtree(folder, ignore_errors=True)
+        if recovered:
+            logger.warning("recovered %d run(s) left by a process that died", len(recovered))
+        if damaged:
+            logger.error("%d damaged journal file(s) moved to %s", damaged, self.damaged_dir)
+        return recovered
+
+    def read_other(self, run_id: str) -> tuple[RunLog, bool] | None:
+        """The run log of ``run_id`` from another process's journal, and whether that
+        process is dead; None when no other journal holds it.
+
+        A run waits there when its process died and recovery could not store it
+        yet (a full disk), or while another living process runs it. Nothing is
+        changed: this only reads.
+        """
+        if not is_run_id(run_id):
+            return None
+        try:
+            paths = [p for p in self.root.glob(f"*/{run_id}.jsonl") if p.parent != self.folder]
+        except OSError:
+            return None
+        for path in paths:
+            try:
+                with path.open(encoding="ascii", errors="replace") as handle:
+                    log = RunLog.from_lines(handle)
+            except (OSError, DamagedRunLog):
+                continue
+            return log, not process_alive(path.parent)
+        return None
+
+    def close(self) -> None:
+        """Stop journaling; remove the folder when no run was left unfinished."""
+        if self.journal is not None:
+            self.journal.close()
+        if self._lock_file is not None and self.folder is not None:
+            with contextlib.suppress(OSError):
+                leftovers = [p for p in self.folder.iterdir() if p.suffix == ".jsonl"]
+                if not leftovers:
+                    shutil.rmtree(self.folder, ignore_errors=True)
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
+
+
+def _process_folders(root: Path) -> list[Path]:
+    try:
+        return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def journal_census(root: Path) -> tuple[int, int]:
+    """Runs journaled under ``root`` by living processes (in flight) and by dead ones
+    (to be recovered at the next start). Changes nothing."""
+    alive = dead = 0
+    for folder in _process_folders(root):
+        runs = len(journal_files(folder))
+        if process_alive(folder):
+            alive += runs
+        else:
+            dead += runs
+    return alive, dead
+
+
+def erase_user_journals(root: Path, user_id: str) -> tuple[int, int]:
+    """Delete the journals dead processes left of ``user_id``'s runs (right to erasure).
+
+    Returns:
+        (journals erased, runs of this user still in flight in a living process,
+        which are left alone: their process would write them again).
+    """
+    erased = in_flight = 0
+    for folder in _process_folders(root):
+        alive = process_alive(folder)
+        for path in journal_files(folder):
+            try:
+                if journal_user(path) != user_id:
+                    continue
+            except (OSError, DamagedRunLog):
+                continue
+            if alive:
+                in_flight += 1
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    erased += 1
+    return erased, in_flight
+
+
+def process_alive(folder: Path) -> bool:
+    """Whether the process that journals into ``folder`` holds its lock (is alive)."""
+    try:
+        handle = (folder / _LOCK_NAME).open("rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False

@@ -46,8 +46,8 @@ def _validate(document: object) -> None:
 def orchestrated(config: str, text: str, tmp_path: Path) -> ExecutionRecord:
     """A run of a shipped config through the real orchestrator."""
     from devserver import Pipeline, RunRequest, load_configs, run_pipeline
-    from devserver.backends import LocalBackend
-    from devserver.safety import AgeFilter, Stage1Filter
+    from devserver.pipeline.backends import LocalBackend
+    from devserver.pipeline.safety import AgeFilter, Stage1Filter
 
     tracker = ExecutionTracker(config, safety_level="kids", user_id="u", session_id="s")
     request = RunRequest(load_configs()[config], text, "kids", seed=5)

@@ -44,8 +44,8 @@ DURATION = re.compile(r"Duration: ([^\n(]+?) \(([^)\n]+)\)")
 def orchestrated(config: str, text: str, media_dir: Path, user: str = "child-1") -> ExecutionRecord:
     """A run of a shipped config through the real orchestrator (real texts and media)."""
     from devserver import Pipeline, RunRequest, load_configs, run_pipeline
-    from devserver.backends import LocalBackend
-    from devserver.safety import AgeFilter, Stage1Filter
+    from devserver.pipeline.backends import LocalBackend
+    from devserver.pipeline.safety import AgeFilter, Stage1Filter
 
     tracker = ExecutionTracker(config, safety_level="kids", user_id=user, session_id="s")
     request = RunRequest(load_configs()[config], text, "kids", seed=2)

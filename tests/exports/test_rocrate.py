@@ -148,8 +148,8 @@ def test_a_stille_post_run_is_a_complete_crate(
 def orchestrated(config: str, media_dir: Path) -> ExecutionRecord:
     """A run made by the real orchestrator, which records what each step consumed."""
     from devserver import Pipeline, RunRequest, load_configs, run_pipeline
-    from devserver.backends import LocalBackend
-    from devserver.safety import AgeFilter, Stage1Filter
+    from devserver.pipeline.backends import LocalBackend
+    from devserver.pipeline.safety import AgeFilter, Stage1Filter
 
     request = RunRequest(load_configs()[config], "Ein Hund spielt im Garten", "kids", seed=3)
     tracker = ExecutionTracker(config, safety_level="kids", user_id="child-42", session_id="s")

@@ -41,7 +41,6 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "FEED_POLL_S": ("DEVSERVER_FEED_POLL_S", 0.005),
     "FEED_HEARTBEAT_S": ("DEVSERVER_FEED_HEARTBEAT_S", 15.0),
     "FEED_MAX_SUBSCRIBERS": ("DEVSERVER_FEED_MAX_SUBSCRIBERS", 64),
-    "FEED_MAX_BACKLOG_BYTES": ("DEVSERVER_FEED_MAX_BACKLOG_BYTES", 1024 * 1024),
     "FEED_WRITE_DEADLINE_S": ("DEVSERVER_FEED_WRITE_DEADLINE_S", 10.0),
 }
 
@@ -60,8 +59,6 @@ class FeedSettings:
     heartbeat_s: float = 15.0
     #: Streams open at once over all runs; more are refused with 503.
     max_subscribers: int = 64
-    #: Bytes a connection may have queued but not sent before its reader waits.
-    max_backlog_bytes: int = 1024 * 1024
     #: How long a reader waits for its client to read before it is dropped.
     write_deadline_s: float = 10.0
 
@@ -236,7 +233,6 @@ def resolve(config: Mapping[str, Any]) -> Settings:
             poll_s=_number(config, "FEED_POLL_S", float, _POSITIVE),
             heartbeat_s=_number(config, "FEED_HEARTBEAT_S", float, _POSITIVE),
             max_subscribers=_number(config, "FEED_MAX_SUBSCRIBERS", int, 1),
-            max_backlog_bytes=_number(config, "FEED_MAX_BACKLOG_BYTES", int, 1),
             write_deadline_s=_number(config, "FEED_WRITE_DEADLINE_S", float, _POSITIVE),
         ),
     )

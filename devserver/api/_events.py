@@ -8,13 +8,12 @@ from flask import Blueprint, Response, request, url_for
 
 from .._state import get_state
 from ..live._feed import (
-    Backlog,
     FeedClosed,
     RunFeed,
     SubscriberLimit,
-    Subscription,
     planned_by,
 )
+from ..live._stream import Subscription
 from ._errors import ApiError
 
 bp = Blueprint("events", __name__, url_prefix="/api/runs")
@@ -73,9 +72,10 @@ def events(run_id: str) -> Response:
         ) from None  # fmt: skip
     if feed is None:
         raise ApiError(404, "not_found", "There is no run with this id.")
+    # direct_passthrough: the body reaches the server as the Subscription itself, so the
+    # ASGI server of ``devserver serve`` can drive it without a thread (live/_stream.py).
     response = Response(
-        Subscription(hub, feed, since, Backlog(request.environ)),
-        mimetype="text/event-stream",
+        Subscription(hub, feed, since), mimetype="text/event-stream", direct_passthrough=True
     )
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must not hold events back

@@ -1,10 +1,9 @@
 """Limits at the edge: request bodies too large (413) or JSON nested too deep (400).
 
 Checked before any view runs, so no handler ever sees such a request
-(DESIGN.md §4). The size is enforced twice: waitress refuses a declared
-``Content-Length`` beyond the cap plus a small margin before reading the body
-(its own plain-text 413), and Flask's ``MAX_CONTENT_LENGTH`` answers 413 as
-JSON for everything up to that, chunked bodies included.
+(DESIGN.md §4). A declared ``Content-Length`` beyond the cap is answered 413
+before a byte of the body is read (the server reads a body only as the app
+asks for it); a chunked body is read up to the cap and refused when it goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from ._errors import ApiError
 
 #: The deepest JSON a request body may hold (a run's body is one level deep).
 MAX_JSON_DEPTH = 32
-#: What waitress reads beyond the cap, so that the app (not waitress) answers most 413s.
-WAITRESS_MARGIN_BYTES = 64 * 1024
 
 
 def json_depth(value: object, limit: int) -> int:
@@ -40,6 +37,12 @@ def _check_body() -> None:
     limit = request.max_content_length
     if limit is not None and request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes.")
+    if limit is not None and request.content_length is None:
+        # A body of unknown length (chunked): werkzeug reads it up to the cap and stops
+        # without a word, so one more byte of the raw input tells whether there was more.
+        data = request.get_data(cache=True)
+        if len(data) >= limit and request.environ["wsgi.input"].read(1):
+            raise ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes.")
     try:
         # Parsed once here and cached by Flask: the view's get_json() gets this value. A
         # body that is not JSON is None; the view says what is wrong with it.

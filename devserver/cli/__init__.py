@@ -60,7 +60,8 @@ def main() -> None:
     "--threads",
     default=None,
     type=click.IntRange(1, 1024),
-    help="Request threads (default: twice the run slots, at least 16, plus one per feed stream).",
+    help="Views running at once (default: twice the run slots, at least 16; live-feed "
+    "streams need none).",
 )
 @click.option(
     "--safety-level",
@@ -70,7 +71,7 @@ def main() -> None:
     "ask for a stricter one; a less protective one needs the research token.",
 )
 def serve(host: str, port: int, threads: int | None, safety_level: str | None) -> None:
-    """Serve the app under waitress until Ctrl+C or SIGTERM.
+    """Serve the app (uvicorn, streams on its event loop) until Ctrl+C or SIGTERM.
 
     \b
     Configured by the environment (docs/devserver.md):

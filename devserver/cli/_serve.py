@@ -1,90 +1,103 @@
-"""Serving the app under waitress, and shutting down without losing a run.
+"""Serving the app: uvicorn (asyncio, epoll) in front of the app's ASGI face (``_asgi``).
 
-waitress is a production WSGI server: a pool of threads for requests (so many
-``?wait=true`` requests and long-lived streams can be open at once) and an
-I/O loop that writes each chunk of a streamed response as it is produced
-(its ``send_bytes`` is 1 by default, so Server-Sent Events are not held back).
+Why this server model (docs/architecture.md): live-feed streams are
+coroutines on the event loop, so many open streams do not each pin a
+thread; views run on a bounded pool of daemon threads; the event loop uses
+epoll, so the number of descriptors never meets a ``select()`` ceiling; and
+store connections come from the store's own bounded pool. uvicorn runs
+several processes with ``--workers`` (the scale-out issue builds on it).
 
 Shutdown on SIGINT or SIGTERM, in this order: new runs are refused (503),
-runs in flight finish (or, after the timeout, are recorded as ``error``), the
-finaliser's queue is drained into the store, the request threads answer, the
-I/O loop writes the last bytes, and the listening socket closes.
+runs in flight finish (or, after the timeout, are recorded as ``error``),
+open streams end, the finaliser's queue is drained into the store, then the
+server stops listening and closes its connections within a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
 import shlex
 import signal
+import socket
 import threading
-import time
 from collections.abc import Callable
 from types import FrameType
 
+import uvicorn
 from flask import Flask
-from waitress import create_server
-from waitress.server import BaseWSGIServer, MultiSocketServer
 
+from .._asgi import AsgiApp
 from .._settings import Settings
 from .._state import get_state
-from ..api._limits import WAITRESS_MARGIN_BYTES
 
 logger = logging.getLogger("devserver")
 
+#: How long the server waits for connections to finish once every run is recorded.
+GRACEFUL_S = 0.5
 
-def make_server(
-    app: Flask, host: str, port: int, threads: int | None = None
-) -> BaseWSGIServer | MultiSocketServer:
-    """A waitress server for ``app`` bound to ``host``:``port`` (0 picks a free port).
+
+class HttpServer:
+    """uvicorn serving ``app`` on a socket bound when this is made (so its port is known).
+
+    Raises:
+        OSError: the address cannot be bound (e.g. the port is taken).
+    """
+
+    def __init__(self, app: Flask, host: str, port: int, threads: int) -> None:
+        self.app = app
+        self.asgi = AsgiApp(app, threads)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family, backlog=2048)
+        self.host, self.port = self.socket.getsockname()[:2]
+        config = uvicorn.Config(
+            self.asgi,
+            lifespan="off",
+            http="h11",
+            ws="none",
+            loop="asyncio",
+            log_config=None,  # the app's logging stays as it is
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+        )
+        self.server = uvicorn.Server(config)
+
+    def run(self) -> None:
+        """Serve until ``stop`` (blocks; call it in a thread of its own)."""
+        self.server.run(sockets=[self.socket])
+
+    def stop(self, thread: threading.Thread) -> None:
+        """Stop listening, give open answers ``GRACEFUL_S`` to finish, then close every
+        connection; returns when ``thread`` (the one in ``run``) has ended or a second later."""
+        self.server.should_exit = True
+        thread.join(GRACEFUL_S)
+        self.server.force_exit = True  # cut what is still open: every run is recorded
+        thread.join(1.0)
+
+
+def make_server(app: Flask, host: str, port: int, threads: int | None = None) -> HttpServer:
+    """A server for ``app`` bound to ``host``:``port`` (0 picks a free port).
 
     Args:
-        threads: request threads; by default enough for every run slot to have
-            a waiting request plus as many again for readers, plus one for
-            each live-feed stream allowed (``FEED_MAX_SUBSCRIBERS``): a stream
-            holds its thread for as long as its run lasts.
+        threads: views running at once; by default enough for every run slot to
+            have a waiting request plus as many again for readers (streams of
+            the live feed need no thread).
     """
     state = get_state(app)
-    streams = get_state(app).settings.feed.max_subscribers
-    threads = threads or max(16, 2 * state.runs.capacity) + streams
-    return create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        connection_limit=max(100, 4 * threads),
-        ident="devserver",
-        clear_untrusted_proxy_headers=True,
-        # A declared body beyond the cap is refused before it is read (see _limits).
-        max_request_body_size=state.settings.max_body_bytes + WAITRESS_MARGIN_BYTES,
-        # poll(), not select(): select() cannot watch a descriptor numbered 1024 or
-        # more, and a server with many threads and clients passes that.
-        asyncore_use_poll=True,
-    )
+    return HttpServer(app, host, port, threads or max(16, 2 * state.runs.capacity))
 
 
-def server_url(server: BaseWSGIServer | MultiSocketServer) -> str:
+def server_url(server: HttpServer) -> str:
     """The URL the server answers on."""
-    host = str(getattr(server, "effective_host", "127.0.0.1"))
-    port = getattr(server, "effective_port", None)
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{port}/"
-
-
-def _flush(server: BaseWSGIServer | MultiSocketServer, timeout_s: float) -> None:
-    """Give the I/O loop time to write responses that the request threads have finished."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        channels = list(getattr(server, "active_channels", {}).values())
-        if not any(
-            getattr(c, "requests", None) or getattr(c, "total_outbufs_len", 0) for c in channels
-        ):
-            return
-        time.sleep(0.05)
+    host = f"[{server.host}]" if ":" in str(server.host) else str(server.host)
+    return f"http://{host}:{server.port}/"
 
 
 def run_until_stopped(
     app: Flask,
-    server: BaseWSGIServer | MultiSocketServer,
+    server: HttpServer,
     stop: threading.Event,
     *,
     echo: Callable[[str], None] = print,
@@ -104,12 +117,21 @@ def run_until_stopped(
         active = state.runs.active()
         echo(f"Shutting down: {active} run(s) in flight, finishing them first …")
         clean = state.close()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        _flush(server, 2.0)
-        server.close()
+        server.stop(loop)
+        server.asgi.close()
+        with contextlib.suppress(OSError):
+            server.socket.close()
         report = state.shutdown
         echo(f"Stopped: {report.message() if report is not None else 'every run is recorded'}.")
     return clean
+
+
+def _raise_descriptor_limit() -> None:
+    """Let the process open as many descriptors as the system allows it (each client is one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def research_hint(settings: Settings, url: str) -> str:
@@ -124,6 +146,7 @@ def research_hint(settings: Settings, url: str) -> str:
 def serve(app: Flask, host: str, port: int, threads: int | None = None) -> bool:
     """Serve ``app`` until SIGINT or SIGTERM (call from the main thread)."""
     state = get_state(app)
+    _raise_descriptor_limit()
     server = make_server(app, host, port, threads)
     stop = threading.Event()
 

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from ._feed import FeedClosed, FeedHub, RunFeed, SubscriberLimit, planned_by
+from ._stream import Subscription
 
-__all__ = ["FeedClosed", "FeedHub", "RunFeed", "SubscriberLimit", "planned_by"]
+__all__ = ["FeedClosed", "FeedHub", "RunFeed", "SubscriberLimit", "Subscription", "planned_by"]

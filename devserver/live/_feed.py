@@ -13,10 +13,8 @@ How a run's events are produced (``RunFeed``):
 - A run that is already stored is read once from the store.
 
 Every subscriber of one run shares one ``RunFeed`` (many subscribers cost one
-read of the record) and keeps nothing but an index into it. Memory per
-subscriber is bounded by the server's send buffer: before writing more, a
-reader checks how many bytes its connection has not yet sent, and a reader
-whose client stops reading is dropped after a deadline.
+read of the record) and keeps nothing but an index into it. How a subscriber
+reads and sends is ``_stream.Subscription``.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -52,8 +50,6 @@ logger = logging.getLogger("devserver")
 
 #: Event names are item types; anything else a newer taxonomy sends is named ``item``.
 _EVENT_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
-#: A reader joins at most this many bytes of frames into one write.
-_MAX_WRITE_BYTES = 256 * 1024
 #: The client's reconnection delay, sent once at the start of every stream.
 RETRY_MS = 1000
 #: How long the ``end`` event of an ended run waits for its record to be stored.
@@ -193,6 +189,8 @@ class RunFeed:
         self._closed_at: float | None = None
         #: Set when the server shuts down: readers leave without waiting for the end.
         self.is_shut = False
+        #: Called (from the poller's thread) whenever readers have something new.
+        self._wakers: list[Callable[[], None]] = []
 
     @classmethod
     def live(cls, log: RunLog, media_prefix: str, planned: Planned) -> RunFeed:
@@ -289,6 +287,7 @@ class RunFeed:
                         self._end = end
                         self._log = None  # the run's record goes its own way now
                     self._cond.notify_all()
+                self._wake()
             return end is not None
         finally:
             self._advance_lock.release()
@@ -298,6 +297,28 @@ class RunFeed:
         with self._cond:
             self.is_shut = True
             self._cond.notify_all()
+        self._wake()
+
+    def add_waker(self, waker: Callable[[], None]) -> None:
+        """Call ``waker`` whenever new frames, the end or a shutdown arrive (a reader that
+        does not wait on a thread, e.g. a coroutine, uses it to be woken)."""
+        with self._cond:
+            self._wakers.append(waker)
+
+    def remove_waker(self, waker: Callable[[], None]) -> None:
+        """Stop calling ``waker``."""
+        with self._cond:
+            if waker in self._wakers:
+                self._wakers.remove(waker)
+
+    def _wake(self) -> None:
+        with self._cond:
+            wakers = list(self._wakers)
+        for waker in wakers:
+            try:
+                waker()
+            except Exception:  # a reader that went away must not stop the others
+                logger.debug("a feed waker failed", exc_info=True)
 
     def start_index(self, since: int) -> int:
         """The index of the first frame after sequence number ``since``."""
@@ -427,120 +448,3 @@ class FeedHub:
                 except Exception:  # one broken run must not stop the others' feeds
                     logger.exception("live feed of run %s failed", feed.run_id)
             time.sleep(self.settings.poll_s)
-
-
-class Backlog:
-    """How many bytes a connection has queued but not yet sent, when the server tells.
-
-    waitress hands each request ``environ["waitress.client_disconnected"]``, a
-    method of the connection's channel; the channel's ``total_outbufs_len`` is
-    the unsent output. Without it (another server, the test client) the
-    backlog reads as 0 and the server's own flow control is the bound.
-    """
-
-    def __init__(self, environ: Mapping[str, Any]) -> None:
-        check = environ.get("waitress.client_disconnected")
-        self._disconnected: Callable[[], bool] = check if callable(check) else (lambda: False)
-        channel = getattr(check, "__self__", None)
-        self._channel = channel if hasattr(channel, "total_outbufs_len") else None
-
-    def bytes(self) -> int:
-        """Unsent bytes of this connection (0 when unknown)."""
-        channel = self._channel
-        return int(getattr(channel, "total_outbufs_len", 0) or 0) if channel else 0
-
-    def disconnected(self) -> bool:
-        """Whether the client has gone."""
-        try:
-            return bool(self._disconnected())
-        except Exception:
-            return False
-
-    def close(self) -> None:
-        """Ask the server to close the connection now, discarding what it has not sent."""
-        channel = self._channel
-        if channel is None:
-            return
-        try:
-            channel.will_close = True  # what waitress's own idle-timeout maintenance sets
-            channel.server.pull_trigger()
-        except Exception:
-            logger.debug("could not close a dropped feed connection", exc_info=True)
-
-
-class Subscription:
-    """The body of one ``/events`` response: frames after ``since``, heartbeats, the end.
-
-    An iterable with ``close()`` (which every WSGI server calls), so the
-    subscriber's slot is given back exactly once even when the body is never
-    iterated. Leaves the hub when it finishes, when the client goes, or when
-    it is dropped because its client stopped reading for ``write_deadline_s``.
-    """
-
-    def __init__(self, hub: FeedHub, feed: RunFeed, since: int, backlog: Backlog) -> None:
-        self._hub = hub
-        self._feed = feed
-        self._since = since
-        self._backlog = backlog
-        self._body = self._frames()
-        self._left = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._body
-
-    def close(self) -> None:
-        """Stop and leave the hub (idempotent)."""
-        self._body.close()
-        if not self._left:
-            self._left = True
-            self._hub.unsubscribe(self._feed)
-
-    def _frames(self) -> Generator[bytes, None, None]:
-        hub, feed, backlog = self._hub, self._feed, self._backlog
-        settings = hub.settings
-        # A first chunk at once: waitress sends the headers with the first bytes.
-        yield b"retry: %d\n\n" % RETRY_MS
-        index = feed.start_index(self._since)
-        wait = min(settings.heartbeat_s, 1.0)
-        quiet_since = time.monotonic()
-        while True:
-            frames, end = feed.read(index, wait)
-            if frames:
-                if not _room(backlog, settings):
-                    hub.count_drop()
-                    logger.info("dropped a feed subscriber of run %s: not reading", feed.run_id)
-                    backlog.close()
-                    return
-                chunk: list[bytes] = []
-                size = 0
-                for frame in frames:
-                    chunk.append(frame)
-                    size += len(frame)
-                    index += 1
-                    if size >= _MAX_WRITE_BYTES:
-                        break
-                yield b"".join(chunk)
-                quiet_since = time.monotonic()
-                continue
-            if end is not None:
-                yield end
-                return
-            if backlog.disconnected() or feed.is_shut:
-                return
-            if time.monotonic() - quiet_since >= settings.heartbeat_s:
-                yield b": keep-alive\n\n"
-                quiet_since = time.monotonic()
-
-
-def _room(backlog: Backlog, settings: FeedSettings) -> bool:
-    """Wait until the connection's unsent bytes are under the limit; False past the deadline."""
-    if backlog.bytes() <= settings.max_backlog_bytes:
-        return True
-    deadline = time.monotonic() + settings.write_deadline_s
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        if backlog.disconnected():
-            return False
-        if backlog.bytes() <= settings.max_backlog_bytes:
-            return True
-    return False

@@ -29,8 +29,7 @@ BLOCKED_TERM = "Hakenkreuz"
 #: The module server's feed knobs: quick heartbeats, a small backlog and a short write deadline.
 FEED_CONFIG = {
     "FEED_HEARTBEAT_S": 0.5,
-    "FEED_MAX_BACKLOG_BYTES": 64 * 1024,
-    "FEED_WRITE_DEADLINE_S": 2.0,
+    "FEED_WRITE_DEADLINE_S": 6.0,
 }
 
 
@@ -100,19 +99,18 @@ class Served:
             all_headers.update(headers or {})
             conn.request(method, path, body=payload, headers=all_headers)
             response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
+            return response.status, response.headers, response.read()
         finally:
             conn.close()
 
     def cut_streams(self) -> int:
         """Close every open ``/events`` connection from the server's side; returns how many."""
         cut = 0
-        for channel in list(self.server.active_channels.values()):
-            requests = list(getattr(channel, "requests", []))
-            if any("/events" in (getattr(r, "path", "") or "") for r in requests):
-                channel.will_close = True
+        for protocol in list(self.server.server.server_state.connections):
+            cycle = getattr(protocol, "cycle", None)
+            if cycle is not None and cycle.scope["path"].endswith("/events"):
+                protocol.loop.call_soon_threadsafe(protocol.transport.close)
                 cut += 1
-        self.server.pull_trigger()
         return cut
 
     def json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -478,7 +476,10 @@ def test_unknown_run_is_404_and_malformed_ids_or_resume_points_are_refused(
 def test_a_subscriber_that_stops_reading_is_dropped_without_slowing_the_run(
     served: Served,
 ) -> None:
-    """A client that reads nothing is cut off at the backlog deadline; the run and others go on."""
+    """A client that reads nothing is cut off at the write deadline; the run and others go on.
+
+    The deadline is 6 s here: the fast reader parses 18 MB in this same process, so under
+    load it may fall a few seconds behind without ever stopping."""
     state = served.app.extensions["devserver"]
     hub = get_state(served.app).feed
     dropped_before = hub.dropped

@@ -45,7 +45,7 @@ def download(app: Flask, base: str, query: str) -> tuple[int, dict[str, str], by
     try:
         conn.request("GET", f"/api/exports?{query}", headers=bearer(app))
         response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        return response.status, response.headers, response.read()
     finally:
         conn.close()
 

@@ -41,6 +41,9 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-# Regenerate the published JSON Schema of the record (a test checks it is current).
+# Regenerate the published JSON Schemas (tests check they are current): the record's
+# (what the API answers) and the JSON export's (the record plus export_format_version).
 schema: $(STAMP)
 	$(BIN)/python -c "import json; from execution_history import ExecutionRecord; print(json.dumps(ExecutionRecord.model_json_schema(), indent=2, sort_keys=True))" > docs/execution-record.schema.json
+	$(BIN)/python -c "import sys; from exports._json import schema_text; sys.stdout.write(schema_text())" > exports/schema/json-export.schema.json
+	cp exports/schema/json-export.schema.json docs/json-export.schema.json

@@ -8,11 +8,13 @@ The document of a run holds:
 - an activity for each stage that recorded items, with its start and end;
 - an agent for the participant (``prov:Person``, named by keyed pseudonym) and
   one for each model (``prov:SoftwareAgent``, with its version when known);
-- ``wasGeneratedBy`` (item → its stage), ``used`` (stage → what it started
-  from), ``wasAssociatedWith`` (stage → models), ``wasAttributedTo`` (input →
-  participant, item → model), and a ``wasDerivedFrom`` chain: translation from
-  input, each interception iteration from the one before, the final text from
-  the last iteration, and each output's verdict and media from that final text.
+- ``wasGeneratedBy`` (item → its stage), ``wasAssociatedWith`` (stage →
+  models), ``wasAttributedTo`` (input → participant, item → model);
+- ``wasDerivedFrom`` (item → the item whose content its step consumed) and
+  ``used`` (stage → that item), read from each item's ``input_sequence`` as the
+  pipeline recorded it. Nothing is inferred from the order of items: an item
+  without ``input_sequence`` (a record made before format 1.2, a system item)
+  has no derivation, and its stage no ``used`` for it.
 
 Identifiers are stable and global: the participant and model agents have the
 same qualified names in every run's document, so documents can be merged.
@@ -20,7 +22,7 @@ same qualified names in every run's document, so documents can be merged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -101,35 +103,49 @@ def carries_something(item: ExecutionItem) -> bool:
     return item.item_type not in SKIPPED_TYPES
 
 
-def stage_inputs(record: ExecutionRecord) -> dict[int, list[ExecutionItem]]:
-    """What each stage started from, shared by PROV ``used`` and RO-Crate ``object``.
-
-    Stage 1 starts from the child's input; stage 2 from the last text of stage 1
-    (the translation); stages 3 and 4 from the last text before them (the
-    interception's result), the prompt of every output.
+def is_input(item: ExecutionItem) -> bool:
+    """Whether an item is what the run was given (the child's text or picture).
 
     Args:
-        record: a record.
+        item: any item.
 
     Returns:
-        Stage number to the items it used (possibly empty).
+        True for ``user_input_text`` and ``user_input_image``.
     """
-    items = sorted(record.items, key=lambda item: item.sequence)
-    inputs: dict[int, list[ExecutionItem]] = {
-        1: [
-            item
-            for item in items
-            if item.item_type in (ItemType.USER_INPUT_TEXT, ItemType.USER_INPUT_IMAGE)
-        ]
-    }
-    last_text: ExecutionItem | None = None
-    for stage in (1, 2):
-        for item in items:
-            if item.stage == stage and item.content and type_name(item.media_type) == "text":
-                last_text = item
-        inputs[stage + 1] = [last_text] if last_text is not None else []
-    inputs[4] = list(inputs[3])
-    return inputs
+    return item.item_type in (ItemType.USER_INPUT_TEXT, ItemType.USER_INPUT_IMAGE)
+
+
+def consumed(items: Sequence[ExecutionItem]) -> dict[int, int]:
+    """Which item each step consumed, by position in ``items``, as the record tells it.
+
+    The source of an item is the item whose sequence number is its
+    ``input_sequence``. It is left out (never guessed) when ``input_sequence``
+    is None, names no item, names an item recorded at or after the step (a
+    step consumes what came before it), names a sequence number that two items
+    share (a hand-made record), or either item is a structure marker.
+
+    Args:
+        items: the record's items in recording order.
+
+    Returns:
+        Position of a consuming item to the position of the item it consumed.
+    """
+    position: dict[int, int] = {}
+    shared: set[int] = set()
+    for index, item in enumerate(items):
+        if item.sequence in position:
+            shared.add(item.sequence)
+        position[item.sequence] = index
+    sources: dict[int, int] = {}
+    for index, item in enumerate(items):
+        wanted = item.input_sequence
+        if wanted is None or wanted in shared or wanted >= item.sequence:
+            continue
+        source = position.get(wanted)
+        if source is None or not (carries_something(item) and carries_something(items[source])):
+            continue
+        sources[index] = source
+    return sources
 
 
 def build_document(record: ExecutionRecord, media: Mapping[int, MediaFile]) -> ProvDocument:
@@ -226,10 +242,10 @@ def build_document(record: ExecutionRecord, media: Mapping[int, MediaFile]) -> P
         entity = document.entity(run[f"item-{item.sequence}-{index}"], attributes)
         entities[index] = entity
         activity = activities.get(item.stage)
-        is_input = item.item_type in (ItemType.USER_INPUT_TEXT, ItemType.USER_INPUT_IMAGE)
-        if activity is not None and not is_input:
+        given = is_input(item)
+        if activity is not None and not given:
             document.wasGeneratedBy(entity, activity, item.timestamp)
-        if is_input and participant is not None:
+        if given and participant is not None:
             document.wasAttributedTo(entity, participant)
         if item.model:
             agent = model_agent(item.model)
@@ -237,42 +253,12 @@ def build_document(record: ExecutionRecord, media: Mapping[int, MediaFile]) -> P
             if activity is not None:
                 document.wasAssociatedWith(activity, agent)
 
-    index_of = {id(item): index for index, item in enumerate(items)}
-    for stage, used in stage_inputs(record).items():
-        activity = activities.get(stage)
-        if activity is None:
-            continue
-        for item in used:
-            source = entities.get(index_of[id(item)])
-            if source is not None:
-                document.used(activity, source)
-
-    _derivations(document, items, entities, stage_inputs(record))
+    # what each step consumed, as recorded: the stage used it, the item derives from it
+    used: set[tuple[int, int]] = set()
+    for index, source in consumed(items).items():
+        document.wasDerivedFrom(entities[index], entities[source])
+        stage = items[index].stage
+        if (stage, source) not in used and stage in activities:
+            used.add((stage, source))
+            document.used(activities[stage], entities[source])
     return document
-
-
-def _derivations(
-    document: ProvDocument,
-    items: list[ExecutionItem],
-    entities: dict[int, Any],
-    inputs: dict[int, list[ExecutionItem]],
-) -> None:
-    """The ``wasDerivedFrom`` chain: each text from the one before, outputs from the prompt."""
-    previous: Any = None
-    for index, item in enumerate(items):
-        entity = entities.get(index)
-        if entity is None or item.stage > 2:
-            continue
-        if previous is not None:
-            document.wasDerivedFrom(entity, previous)
-        if item.content and type_name(item.media_type) == "text":
-            previous = entity
-    prompt = inputs.get(3) or []
-    index_of = {id(item): index for index, item in enumerate(items)}
-    source = entities.get(index_of[id(prompt[0])]) if prompt else None
-    if source is None:
-        return
-    for index, item in enumerate(items):
-        entity = entities.get(index)
-        if entity is not None and item.stage in (3, 4):
-            document.wasDerivedFrom(entity, source)

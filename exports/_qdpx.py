@@ -17,9 +17,15 @@ A ``.qdpx`` file is a zip holding ``project.qde`` (QDA-XML 1.0, namespace
   normaliser; a drawn placeholder when the file is missing), each audio or
   music file an ``AudioSource``, each video a ``VideoSource``;
 - a ``Note`` per run lists every item with its model, parameters and timings;
+  its text is a file (``plainTextPath``), because importers drop inline note
+  text, and no ``NoteRef`` points to it, because an importer that meets a
+  ``NoteRef`` on a source drops the note (it arrives as a journal instead);
 - ``Links`` follow the chain from each text to the next (input → translation →
   iteration 1 … n → final → each output's safety verdict → its media);
-- a ``Set`` per run groups the run's sources and note;
+- a ``Set`` per config groups the sources and notes of its runs (a set per run
+  became one attribute column per run in an importer); run facts are variables;
+- media source names end in the file's extension and hold no character a
+  Windows file name cannot (importers save the file under that name);
 - the codebook holds one non-codable group "Pipeline stages" (stages 0 to 5,
   all non-codable), so researchers start their own codes from a clean slate.
 
@@ -91,7 +97,31 @@ _AUDIO_EXTENSIONS = frozenset({"mp3", "wav", "m4a", "aac", "ogg", "oga", "flac",
 _VIDEO_EXTENSIONS = frozenset({"mp4", "m4v", "mov", "avi", "wmv", "webm", "mkv", "mpg", "mpeg"})
 _SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,5}")
 _NEWLINES = re.compile(r"\r\n?")
+#: Characters a Windows file name cannot hold (and controls): importers that save
+#: a source under its name fail or rename on them.
+_UNSAFE_IN_FILE_NAME = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+#: Longest stem of a source name; the extension comes on top.
+_NAME_STEM_MAX = 120
 _STAGE_COLOURS = ("#9E9E9E", "#1E88E5", "#8E24AA", "#FB8C00", "#43A047", "#616161")
+
+
+def file_name(stem: str, ext: str | None = None) -> str:
+    """A source name that is also a safe file name on Windows, macOS and Linux.
+
+    Characters Windows forbids (``<>:"/\\|?*``) and control characters become
+    ``-``; runs of spaces collapse; trailing dots and spaces are removed; the stem
+    is cut at 120 characters; the extension, when given, is appended.
+
+    Args:
+        stem: the readable name.
+        ext: the file extension without a dot (``png``), or None.
+
+    Returns:
+        The name, never empty.
+    """
+    cleaned = _UNSAFE_IN_FILE_NAME.sub("-", sanitise(stem))
+    cleaned = " ".join(cleaned.split())[:_NAME_STEM_MAX].rstrip(". ") or "source"
+    return f"{cleaned}.{ext}" if ext else cleaned
 
 
 def guid(*parts: str) -> str:
@@ -293,7 +323,7 @@ def _details(item: ExecutionItem) -> str:
     if item.backend:
         lines.append(f"Backend: {item.backend}")
     if item.duration_ms is not None:
-        lines.append(f"Duration: {duration_human(item.duration_ms)} ({item.duration_ms} ms)")
+        lines.append(f"Duration: {_duration(item.duration_ms)}")
     lines.append(f"Recorded: {utc_iso(item.timestamp)}")
     if item.content_length is not None:
         lines.append(f"Text truncated by the tracker from {item.content_length} characters")
@@ -305,6 +335,24 @@ def _details(item: ExecutionItem) -> str:
     if item.metadata:
         lines.append("Parameters: " + json_text(item.metadata))
     return _clean("\n".join(lines))
+
+
+def _duration(ms: float) -> str:
+    """A duration once: readable, with the exact milliseconds only when they differ."""
+    readable = duration_human(ms)
+    exact = f"{ms} ms"
+    if not readable or readable == exact:
+        return exact
+    return f"{readable} ({exact})"
+
+
+def _verdict_text(verdict: str | None, body: str | None) -> str | None:
+    """A check's passage: the verdict, then the recorded text unless it says the same."""
+    if verdict is None or body is None:
+        return verdict if body is None else body
+    if body.casefold() == verdict or body.casefold().startswith(verdict + ":"):
+        return body
+    return f"{verdict}: {body}"
 
 
 def _verdict(item: ExecutionItem) -> str | None:
@@ -420,6 +468,8 @@ class _ProjectWriter:
         self.archive = archive
         self.sections = sections
         self.cases: dict[str, _Case] = {}
+        # config name → (source GUIDs, note GUIDs) of its runs, for the sets
+        self.configs: dict[str, tuple[list[str], list[str]]] = {}
         self.seen: set[str] = set()
         self.runs = 0
         self.first_run_id: str | None = None
@@ -494,10 +544,12 @@ class _ProjectWriter:
         etree.SubElement(source, "Description").text = _clean(
             f"Transcript of run {run_id}: config {record.config_name or 'unknown'},"
             f" status {type_name(record.status)}. Each passage is a selection whose description"
-            " holds its model, backend, duration and parameters."
+            " holds its model, backend, duration and parameters; the note"
+            f" “Parameters and timings: {title}” lists them for the whole run."
         )
         source.extend(selections)
-        etree.SubElement(source, "NoteRef", {"targetGUID": note_guid})
+        # no NoteRef: an importer that meets one drops the note; the note's name
+        # names the transcript instead
         self._run_variables(source, record, journey)
         self.sections.sources.write(_serialise(source))
         for media_source in media_sources:
@@ -506,12 +558,16 @@ class _ProjectWriter:
         source_guids = [transcript_guid] + [element.get("guid", "") for element in media_sources]
         self._note(record, note_guid, title)
         self._links(record, journey, nodes, index_of, run_guid)
-        self._set(record, title, source_guids, note_guid, run_guid("set"))
+        members = self.configs.setdefault(record.config_name or "", ([], []))
+        members[0].extend(source_guids)
+        members[1].append(note_guid)
         self._case(record, source_guids)
 
     def _run_title(self, record: ExecutionRecord) -> str:
-        started = utc_iso(record.started_at)[:16].replace("T", " ")
-        return f"{started} {record.config_name or 'run'} {record.run_id[:12]}"
+        # "2026-11-30 23-33 stillepost 852c1e4a4035": readable, sortable, and a safe
+        # file name (no ":"), as importers store sources under their names
+        started = utc_iso(record.started_at)[:16].replace("T", " ").replace(":", "-")
+        return file_name(f"{started} {record.config_name or 'run'} {record.run_id[:12]}")
 
     def _transcript_header(self, record: ExecutionRecord) -> str:
         lines = [
@@ -548,9 +604,7 @@ class _ProjectWriter:
         body: str | None = None
         if item.content:
             body = _clean(item.content)
-        verdict = _verdict(item)
-        if verdict is not None:
-            body = verdict if body is None else f"{verdict}: {body}"
+        body = _verdict_text(_verdict(item), body)
         node: str | None = None
         kind = _media_kind(item)
         if kind is not None:
@@ -599,7 +653,8 @@ class _ProjectWriter:
         source_guid = guid("run", record.run_id, "item", str(index), "media")
         path = resolve_media(media_dir, item.media.path)
         loop = f" output {item.loop_iteration}" if item.loop_iteration is not None else ""
-        source_name = f"{self._run_title(record)}{loop} {kind}"
+        # the sequence keeps two pictures of one output apart
+        stem = f"{self._run_title(record)}{loop} {kind} {item.sequence}"
         description = _details(item)
         if kind == "picture":
             image = normalise_image(path, max_px=PICTURE_MAX_PX)
@@ -630,7 +685,7 @@ class _ProjectWriter:
             tag,
             {
                 "guid": source_guid,
-                "name": _clean(source_name),
+                "name": file_name(stem, ext),
                 "path": f"internal://{source_guid}.{ext}",
                 "creatingUser": EXPORTER_USER_GUID,
                 "creationDateTime": utc_iso(item.timestamp),
@@ -692,16 +747,20 @@ class _ProjectWriter:
             "Integrity: "
             + json_text(integrity.model_dump(mode="json", exclude={"tracker_error_messages"}))
         )
+        # the text as a file: importers keep a note given by plainTextPath whole, and
+        # drop inline PlainTextContent
+        with self.archive.open(_info(f"sources/{note_guid}.txt"), "w") as handle:
+            handle.write(_clean("\n".join(lines)).encode("utf-8"))
         note = etree.Element(
             "Note",
             {
                 "guid": note_guid,
                 "name": _clean(f"Parameters and timings: {title}"),
+                "plainTextPath": f"internal://{note_guid}.txt",
                 "creatingUser": EXPORTER_USER_GUID,
                 "creationDateTime": utc_iso(record.ended_at or record.started_at),
             },
         )
-        etree.SubElement(note, "PlainTextContent").text = _clean("\n".join(lines))
         self.sections.notes.write(_serialise(note))
 
     def _links(
@@ -751,24 +810,23 @@ class _ProjectWriter:
             )
             self.sections.links.write(_serialise(link))
 
-    def _set(
-        self,
-        record: ExecutionRecord,
-        title: str,
-        source_guids: list[str],
-        note_guid: str,
-        set_guid: str,
-    ) -> None:
+    def _sets(self) -> None:
+        """One set per config with the sources and notes of its runs (GUID lists only)."""
         from lxml import etree
 
-        element = etree.Element("Set", {"guid": set_guid, "name": _clean(f"Run {title}")})
-        etree.SubElement(element, "Description").text = _clean(
-            f"The transcript, media and note of run {record.run_id}."
-        )
-        for source_guid in source_guids:
-            etree.SubElement(element, "MemberSource", {"targetGUID": source_guid})
-        etree.SubElement(element, "MemberNote", {"targetGUID": note_guid})
-        self.sections.sets.write(_serialise(element))
+        for config, (source_guids, note_guids) in self.configs.items():
+            label = config or "unknown config"
+            element = etree.Element(
+                "Set", {"guid": guid("set", "config", config), "name": _clean(f"Config {label}")}
+            )
+            etree.SubElement(element, "Description").text = _clean(
+                f"Transcripts, media and notes of the runs of config {label} in this project."
+            )
+            for source_guid in source_guids:
+                etree.SubElement(element, "MemberSource", {"targetGUID": source_guid})
+            for note_guid in note_guids:
+                etree.SubElement(element, "MemberNote", {"targetGUID": note_guid})
+            self.sections.sets.write(_serialise(element))
 
     def _case(self, record: ExecutionRecord, source_guids: list[str]) -> None:
         pseudonym = record.user_pseudonym
@@ -801,6 +859,7 @@ class _ProjectWriter:
             f' origin="execution-history" creatingUserGUID="{EXPORTER_USER_GUID}"'
             f' creationDateTime="{now}">'
         )
+        self._sets()
         with self.archive.open(_info("project.qde"), "w", force_zip64=True) as out:
             out.write(head.encode("utf-8"))
             users = etree.Element("Users")
@@ -827,7 +886,8 @@ class _ProjectWriter:
             project_description = etree.Element("Description")
             project_description.text = (
                 "Exported from the execution history of the devserver AI-art pipeline. Each run"
-                " is a transcript (text source) with its images and audio, grouped in a set;"
+                " is a transcript (text source) with its images and audio; each config's runs"
+                " are a set;"
                 " participants are cases named by keyed pseudonyms (no raw ids). Models,"
                 " parameters and timings are in each run's note, its variables and the"
                 " description of each selection. The code group 'Pipeline stages' is not"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -52,9 +52,14 @@ class FormatModule(Protocol):
     extra: str
 
     def export(
-        self, record: ExecutionRecord, stream: BinaryIO, *, media_dir: Path | None = None
+        self,
+        record: ExecutionRecord,
+        stream: BinaryIO,
+        *,
+        media_dir: Path | None = None,
+        **options: str,
     ) -> None:
-        """Write ``record`` to ``stream``."""
+        """Write ``record`` to ``stream``; ``options`` only those the module names."""
         ...
 
 
@@ -293,6 +298,14 @@ def _import(info: FormatInfo) -> FormatModule:
     return cast(FormatModule, module)
 
 
+def _taken(module: FormatModule, options: Mapping[str, str] | None) -> dict[str, str]:
+    """The options a format module names in its ``options`` tuple, as keyword arguments."""
+    if not options:
+        return {}
+    accepted: tuple[str, ...] = getattr(module, "options", ())
+    return {key: value for key, value in options.items() if key in accepted}
+
+
 def _describe(exc: BaseException) -> str:
     # The type and a bounded message: enough to act on, never a whole prompt.
     text = str(exc)
@@ -308,6 +321,7 @@ def export(
     *,
     media_dir: Path | None = None,
     pseudonymiser: Pseudonymising | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> None:
     """Write one run in format ``name`` to a binary stream.
 
@@ -322,17 +336,21 @@ def export(
         stream: a writable binary stream.
         media_dir: the run's media folder, for formats that embed images.
         pseudonymiser: turns raw ids into keyed pseudonyms; None drops them.
+        options: settings of the deployment, such as ``{"licence": "CC-BY-4.0"}``
+            for ``rocrate``; each format takes those it names in its module's
+            ``options`` and ignores the rest, so one mapping serves every format.
 
     Raises:
         UnknownFormatError: when no format has that name.
         MissingDependencyError: when a library the format needs is not installed.
-        ExportFailedError: when the format's code fails; the cause is chained.
+        ExportFailedError: when the format's code fails (or rejects an option's
+            value); the cause is chained.
     """
     module = load_format(name)
     fmt = module.name
     try:
         safe = record.pseudonymised(pseudonymiser)
-        module.export(safe, stream, media_dir=media_dir)
+        module.export(safe, stream, media_dir=media_dir, **_taken(module, options))
     except ExportError:
         raise
     except Exception as exc:
@@ -345,6 +363,7 @@ def export_batch(
     stream: BinaryIO,
     *,
     pseudonymiser: Pseudonymising | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> None:
     """Write many runs into one file, for formats that hold several (``FormatInfo.batch``).
 
@@ -353,6 +372,7 @@ def export_batch(
         name: a format name whose ``batch`` is True.
         stream: a writable binary stream.
         pseudonymiser: as for ``export``; applied to every record.
+        options: as for ``export``.
 
     Raises:
         UnknownFormatError: when no format has that name.
@@ -370,7 +390,7 @@ def export_batch(
             yield record.pseudonymised(pseudonymiser), media_dir
 
     try:
-        batch(safe_records(), stream)
+        batch(safe_records(), stream, **_taken(module, options))
     except ExportError:
         raise
     except Exception as exc:

@@ -18,6 +18,13 @@ entities pointing into the record file, media as the files themselves),
 action. Media files that are missing from the run's folder are not listed as
 files (every ``hasPart`` exists); the record still names them.
 
+The root carries a ``license`` (option ``licence``, default ``CC-BY-4.0``),
+and an ``author`` and ``publisher``: the organisation responsible for the data
+(options ``organisation`` and ``organisation_url``), each a contextual entity,
+because a repository needs them to accept the deposit.
+``sha256`` is not a term of the RO-Crate 1.1 context, so the crate's
+``@context`` defines it; otherwise every JSON-LD reader would drop the checksums.
+
 One PROV document per run keeps memory flat in a batch; agents have the same
 identifiers in every document, so the documents merge into one graph.
 """
@@ -45,7 +52,7 @@ from execution_history import STAGE_NAMES, ExecutionItem, ExecutionRecord, is_ru
 from . import _json
 from ._images import resolve_media
 from ._journey import type_name
-from ._prov import MediaFile, build_document, carries_something, stage_inputs
+from ._prov import MediaFile, build_document, carries_something, consumed, is_input
 from ._text import sanitise
 from ._timefmt import utc_iso
 
@@ -57,6 +64,8 @@ extension = "crate.zip"
 description = "RO-Crate 1.1 archive package (records, media, W3C PROV) for research repositories"
 requires: tuple[str, ...] = ("prov",)
 extra = "research"
+#: Keyword options ``export`` and ``export_batch`` take (passed on by the registry).
+options: tuple[str, ...] = ("licence", "organisation", "organisation_url")
 
 #: The RO-Crate specification this package conforms to (pinned).
 ROCRATE_VERSION = "1.1"
@@ -64,6 +73,15 @@ ROCRATE_CONFORMS_TO = f"https://w3id.org/ro/crate/{ROCRATE_VERSION}"
 ROCRATE_CONTEXT = f"https://w3id.org/ro/crate/{ROCRATE_VERSION}/context"
 PROV_JSON_SPEC = "https://www.w3.org/Submission/prov-json/"
 METADATA_FILE = "ro-crate-metadata.json"
+#: ``sha256`` as the Workflow Run Crate terms define it; the 1.1 context lacks it.
+SHA256_TERM = "https://w3id.org/ro/terms/workflow-run#sha256"
+#: The crate's ``@context``: the published 1.1 context plus the one term it lacks.
+CONTEXT: list[Any] = [ROCRATE_CONTEXT, {"sha256": SHA256_TERM}]
+#: The licence when the caller names none (an SPDX id or a URL).
+DEFAULT_LICENCE = "CC-BY-4.0"
+#: Author and publisher when the caller names none: true of every export, and
+#: a visible prompt to name the project (no URL is invented for it).
+DEFAULT_ORGANISATION = "The operator of the devserver instance that recorded these runs"
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _STATUS = {
@@ -103,6 +121,69 @@ def _ref(identifier: str) -> dict[str, str]:
     return {"@id": identifier}
 
 
+def _refs(identifiers: list[str]) -> dict[str, str] | list[dict[str, str]]:
+    # RO-Crate 1.1 recommends a single value, not a one-element array.
+    if len(identifiers) == 1:
+        return _ref(identifiers[0])
+    return [_ref(identifier) for identifier in identifiers]
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def licence_entity(licence: str) -> dict[str, Any]:
+    """The contextual entity of a licence.
+
+    Args:
+        licence: an SPDX identifier (``CC-BY-4.0``, ``CC0-1.0``) or a licence URL.
+
+    Returns:
+        A ``CreativeWork`` whose ``@id`` is the URL (SPDX ids become
+        ``https://spdx.org/licenses/<id>``, as RO-Crate recommends).
+
+    Raises:
+        ValueError: when ``licence`` is empty.
+    """
+    licence = sanitise(licence.strip())
+    if not licence:
+        raise ValueError("the licence must be an SPDX identifier or a URL, not empty")
+    if _is_url(licence):
+        return {"@id": licence, "@type": "CreativeWork", "name": licence}
+    return {
+        "@id": f"https://spdx.org/licenses/{quote(licence, safe='.+-')}",
+        "@type": "CreativeWork",
+        "name": licence,
+        "identifier": licence,
+    }
+
+
+def organisation_entity(name: str, url: str | None) -> dict[str, Any]:
+    """The contextual entity of the crate's author and publisher: an ``Organization``.
+
+    Args:
+        name: the organisation's name.
+        url: its web address (a homepage or a ROR id), or None when not known.
+
+    Returns:
+        An ``Organization`` entity, identified by its URL when there is one.
+
+    Raises:
+        ValueError: when ``name`` is empty or ``url`` is not an http(s) URL.
+    """
+    name = sanitise(name.strip())
+    if not name:
+        raise ValueError("the organisation must have a name")
+    entity: dict[str, Any] = {"@id": "#organisation", "@type": "Organization", "name": name}
+    if url is not None:
+        url = sanitise(url.strip())
+        if not _is_url(url):
+            raise ValueError("the organisation's URL must begin with http:// or https://")
+        entity["@id"] = url
+        entity["url"] = url
+    return entity
+
+
 def _info(filename: str, compress: bool = True) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(filename, time.gmtime()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
@@ -113,9 +194,13 @@ def _info(filename: str, compress: bool = True) -> zipfile.ZipInfo:
 class _CrateWriter:
     """Writes runs into the zip and their JSON-LD entities into a temporary file."""
 
-    def __init__(self, archive: zipfile.ZipFile, graph: IO[bytes]) -> None:
+    def __init__(
+        self, archive: zipfile.ZipFile, graph: IO[bytes], root_entities: list[dict[str, Any]]
+    ) -> None:
         self.archive = archive
         self.graph = graph
+        # licence, author, publisher: checked before the first byte is written
+        self.root_entities = root_entities
         self.parts: list[str] = []
         self.actions: list[str] = []
         self.shared: set[str] = set()
@@ -322,11 +407,10 @@ class _CrateWriter:
         item_ids: dict[int, str],
         folder: str,
     ) -> None:
-        index_of = {id(item): index for index, item in enumerate(items)}
         participant: str | None = None
         if record.user_pseudonym:
             participant = self._participant(record.user_pseudonym)
-        inputs = stage_inputs(record)
+        sources = consumed(items)
         summaries = {summary.stage: summary for summary in record.stages}
         stages = sorted({item.stage for item in items if carries_something(item)})
         for stage in stages:
@@ -335,9 +419,13 @@ class _CrateWriter:
                 for index, item in enumerate(items)
                 if item.stage == stage and carries_something(item)
             ]
-            used = {index_of[id(item)] for item in inputs.get(stage, [])}
-            results = [item_ids[index] for index, _item in in_stage if index not in used]
-            objects = [item_ids[index] for index in sorted(used) if index in item_ids]
+            # the run's input is what its stage starts from, never its result; what
+            # else a stage started from is what its steps consumed from outside it
+            given = {index for index, item in in_stage if is_input(item)}
+            made = {index for index, _item in in_stage} - given
+            starts = given | {sources[index] for index in made if index in sources} - made
+            results = [item_ids[index] for index in sorted(made)]
+            objects = [item_ids[index] for index in sorted(starts) if index in item_ids]
             instruments: list[str] = []
             for _index, item in in_stage:
                 if item.model:
@@ -368,11 +456,11 @@ class _CrateWriter:
             if participant is not None:
                 action["agent"] = _ref(participant)
             if instruments:
-                action["instrument"] = [_ref(i) for i in instruments]
+                action["instrument"] = _refs(instruments)
             if objects:
-                action["object"] = [_ref(o) for o in objects]
+                action["object"] = _refs(objects)
             if results:
-                action["result"] = [_ref(r) for r in results]
+                action["result"] = _refs(results)
             summary = summaries.get(stage)
             if summary is not None:
                 if summary.started_at is not None:
@@ -405,34 +493,67 @@ class _CrateWriter:
                 " document. People appear only as keyed pseudonyms."
             ),
             "datePublished": now,
+            "license": _ref(self.root_entities[0]["@id"]),
+            "author": _ref(self.root_entities[1]["@id"]),
+            "publisher": _ref(self.root_entities[1]["@id"]),
             "hasPart": [_ref(part) for part in self.parts],
             "mentions": [_ref(action) for action in self.actions],
         }
         with self.archive.open(_info(METADATA_FILE), "w", force_zip64=True) as out:
-            out.write(b'{\n"@context": "' + ROCRATE_CONTEXT.encode() + b'",\n"@graph": [\n')
+            context = json.dumps(CONTEXT).encode("utf-8")
+            out.write(b'{\n"@context": ' + context + b',\n"@graph": [\n')
             out.write(json.dumps(descriptor, ensure_ascii=False).encode("utf-8"))
             out.write(b",\n")
             out.write(json.dumps(root, ensure_ascii=False).encode("utf-8"))
+            for entity in self.root_entities:
+                out.write(b",\n")
+                out.write(json.dumps(entity, ensure_ascii=False).encode("utf-8"))
             self.graph.seek(0)
             shutil.copyfileobj(self.graph, out, 1 << 20)
             out.write(b"\n]\n}\n")
 
 
-def export(record: ExecutionRecord, stream: BinaryIO, *, media_dir: Path | None = None) -> None:
+def export(
+    record: ExecutionRecord,
+    stream: BinaryIO,
+    *,
+    media_dir: Path | None = None,
+    licence: str = DEFAULT_LICENCE,
+    organisation: str = DEFAULT_ORGANISATION,
+    organisation_url: str | None = None,
+) -> None:
     """Write one run as an RO-Crate zip.
 
     Args:
         record: a finished, pseudonymised record.
         stream: a writable binary stream (need not be seekable).
         media_dir: the run's media folder; its files are copied byte for byte.
+        licence: the data's licence, an SPDX identifier or a URL.
+        organisation: the name of the organisation responsible for the data,
+            the crate's author and publisher.
+        organisation_url: its web address or ROR id; None when not known.
 
     Raises:
-        ValueError: when the record holds a value strict JSON cannot express.
+        ValueError: when the record holds a value strict JSON cannot express,
+            or an option's value is empty or not a URL where one is needed.
     """
-    export_batch([(record, media_dir)], stream)
+    export_batch(
+        [(record, media_dir)],
+        stream,
+        licence=licence,
+        organisation=organisation,
+        organisation_url=organisation_url,
+    )
 
 
-def export_batch(records: Iterable[tuple[ExecutionRecord, Path | None]], stream: BinaryIO) -> None:
+def export_batch(
+    records: Iterable[tuple[ExecutionRecord, Path | None]],
+    stream: BinaryIO,
+    *,
+    licence: str = DEFAULT_LICENCE,
+    organisation: str = DEFAULT_ORGANISATION,
+    organisation_url: str | None = None,
+) -> None:
     """Write many runs into one RO-Crate zip, streaming.
 
     Files go into the zip as each run is read; the JSON-LD entities wait in a
@@ -442,15 +563,20 @@ def export_batch(records: Iterable[tuple[ExecutionRecord, Path | None]], stream:
     Args:
         records: pairs of a pseudonymised record and its media folder (or None).
         stream: a writable binary stream (need not be seekable).
+        licence: as for ``export``.
+        organisation: as for ``export``.
+        organisation_url: as for ``export``.
 
     Raises:
-        ValueError: when a record holds a value strict JSON cannot express.
+        ValueError: when a record holds a value strict JSON cannot express,
+            or an option's value is empty or not a URL where one is needed.
     """
+    root_entities = [licence_entity(licence), organisation_entity(organisation, organisation_url)]
     with (
         zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive,
         tempfile.TemporaryFile() as graph,
     ):
-        writer = _CrateWriter(archive, graph)
+        writer = _CrateWriter(archive, graph, root_entities)
         for record, media_dir in records:
             writer.add_run(record, media_dir)
         writer.write_metadata()

@@ -6,12 +6,18 @@ Three tables describe a set of runs:
 - ``runs``: one row per run, with its status and per-stage counts;
 - ``data_dictionary``: one row per column of the two tables above.
 
-Every text cell passes through :func:`cell_text`: control characters other than
+Every text cell passes through :func:`clean_text`: control characters other than
 TAB, LF and CR are removed, characters illegal in XML 1.0 (lone surrogates,
-U+FFFE, U+FFFF) become U+FFFD, and a text that a spreadsheet would read as a
-formula gets one apostrophe in front (see :func:`neutralise`). A text longer than
-a spreadsheet cell holds is never cut: it is split over continuation rows that
-repeat the row's key and carry ``part``/``parts`` (see :func:`split_cells`).
+U+FFFE, U+FFFF) become U+FFFD. Then the writer's guard applies: the csv format
+gives a text that a spreadsheet would read as a formula one apostrophe in front
+(:func:`neutralise`); the xlsx format stores every text as a string cell, which
+no spreadsheet evaluates, and keeps the text as it is (:func:`as_is`). A text
+longer than a spreadsheet cell holds is never cut: it is split over continuation
+rows that repeat the row's key and carry ``part``/``parts`` (see :func:`split_cells`).
+
+Common parameters (``from_lang``, ``to_lang``, ``seed``) get their own item
+columns, read from the item's metadata only when they have the expected type;
+the full metadata stays in ``parameters``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +49,10 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 Cell = str | int | float | bool | None
+#: What a writer does to each text cell after cleaning (``neutralise`` or ``as_is``).
+Guard = Callable[[str], str]
+#: The largest integer a spreadsheet (IEEE double) holds exactly; larger seeds are text.
+_EXACT_INTEGER = 2**53 - 1
 
 #: The working stages that get per-stage columns in the runs table.
 _STAGES = (1, 2, 3, 4)
@@ -70,8 +80,9 @@ class Column:
 
 
 _TEXT_NOTE = (
-    " Split over continuation rows when longer than 32,766 characters; a leading"
-    " apostrophe was added when the text began with = + - @ TAB CR or an apostrophe."
+    " Split over continuation rows when longer than 32,766 characters. In the CSV"
+    " files a leading apostrophe was added when the text began with = + - @ TAB CR or"
+    " an apostrophe; in the XLSX workbook the text is a string cell, exactly as recorded."
 )
 
 ITEM_COLUMNS: tuple[Column, ...] = (
@@ -147,6 +158,30 @@ ITEM_COLUMNS: tuple[Column, ...] = (
     Column("media_sha256", "string", "hex", "64 hex characters", "SHA-256 of the media file."),
     Column("model", "string", "", "", "The model that produced the item."),
     Column("backend", "string", "", "", "The backend that ran the model."),
+    Column(
+        "from_lang",
+        "string",
+        "language code",
+        "",
+        "Language translated from (metadata from_lang of translations and Stille Post"
+        " steps); empty when not recorded or not a text.",
+    ),
+    Column(
+        "to_lang",
+        "string",
+        "language code",
+        "",
+        "Language translated into (metadata to_lang); empty when not recorded or not a text.",
+    ),
+    Column(
+        "seed",
+        "integer",
+        "",
+        "",
+        "Random seed given to the backend (metadata seed); empty when not recorded or not"
+        " an integer. A seed beyond ±(2^53 − 1) is written as text, which spreadsheets"
+        " would otherwise round.",
+    ),
     Column("item_config", "string", "", "", "The config named on the item itself (output config)."),
     Column(
         "parameters",
@@ -328,6 +363,18 @@ def neutralise(text: str) -> str:
     return text
 
 
+def as_is(text: str) -> str:
+    """The guard of the xlsx format: the text unchanged (a string cell is never evaluated).
+
+    Args:
+        text: a cleaned cell text.
+
+    Returns:
+        ``text`` itself.
+    """
+    return text
+
+
 def restore(cell: str) -> str:
     """Undo :func:`neutralise` (documented for readers; the inverse of the rule above).
 
@@ -420,7 +467,7 @@ def json_text(value: Any) -> str:
 
 
 def split_cells(
-    values: Sequence[Cell], columns: Sequence[Column], part_index: int
+    values: Sequence[Cell], columns: Sequence[Column], part_index: int, guard: Guard = neutralise
 ) -> Iterator[list[Cell]]:
     """Turn one logical row into one or more table rows with safe cells.
 
@@ -433,16 +480,17 @@ def split_cells(
         values: the row's raw values, one per column; ``part``/``parts`` are filled here.
         columns: the table's columns (``part`` at ``part_index``, ``parts`` right after).
         part_index: the position of the ``part`` column.
+        guard: applied to every text piece after cleaning (``neutralise`` for csv).
 
     Returns:
-        The rows, each cell neutralised against formula injection.
+        The rows.
     """
     chunks: list[list[str] | None] = []
     for value in values:
         chunks.append(split_text(clean_text(value)) if isinstance(value, str) else None)
     parts = max((len(c) for c in chunks if c is not None), default=1)
     first: list[Cell] = [
-        neutralise(pieces[0]) if pieces is not None else value
+        guard(pieces[0]) if pieces is not None else value
         for value, pieces in zip(values, chunks, strict=True)
     ]
     first[part_index] = 1
@@ -459,7 +507,7 @@ def split_cells(
                 # keys identify the item on every row (run ids and sequences are short)
                 row.append(first[index])
             elif pieces is not None and part < len(pieces):
-                row.append(neutralise(pieces[part]))
+                row.append(guard(pieces[part]))
             else:
                 row.append(None)
         yield row
@@ -491,11 +539,24 @@ _ITEM_PART = next(i for i, c in enumerate(ITEM_COLUMNS) if c.name == "part")
 _RUN_PART = next(i for i, c in enumerate(RUN_COLUMNS) if c.name == "part")
 
 
-def item_rows(record: ExecutionRecord) -> Iterator[list[Cell]]:
+def _text_parameter(metadata: dict[str, Any], key: str) -> str | None:
+    value = metadata.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _seed(metadata: dict[str, Any]) -> Cell:
+    value = metadata.get("seed")
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None  # a seed of another type stays in parameters, as recorded
+    return value if abs(value) <= _EXACT_INTEGER else str(value)
+
+
+def item_rows(record: ExecutionRecord, guard: Guard = neutralise) -> Iterator[list[Cell]]:
     """The rows of the items table for one (pseudonymised) record, in recording order.
 
     Args:
         record: the record; raw user and session ids are never read.
+        guard: what the writer does to each text cell (see ``split_cells``).
 
     Returns:
         One row per item, plus continuation rows for texts longer than a cell.
@@ -524,20 +585,24 @@ def item_rows(record: ExecutionRecord) -> Iterator[list[Cell]]:
             media.sha256 if media else None,
             item.model,
             item.backend,
+            _text_parameter(item.metadata, "from_lang"),
+            _text_parameter(item.metadata, "to_lang"),
+            _seed(item.metadata),
             item.config,
             json_text(item.metadata),
             utc_iso(item.timestamp),
             _number(item.duration_ms),
             safety_verdict(item),
         ]
-        yield from split_cells(values, ITEM_COLUMNS, _ITEM_PART)
+        yield from split_cells(values, ITEM_COLUMNS, _ITEM_PART, guard)
 
 
-def run_rows(record: ExecutionRecord) -> Iterator[list[Cell]]:
+def run_rows(record: ExecutionRecord, guard: Guard = neutralise) -> Iterator[list[Cell]]:
     """The row (and any continuation rows) of the runs table for one record.
 
     Args:
         record: the (pseudonymised) record.
+        guard: what the writer does to each text cell (see ``split_cells``).
 
     Returns:
         The run's row; continuation rows only when a text is longer than a cell.
@@ -588,11 +653,14 @@ def run_rows(record: ExecutionRecord) -> Iterator[list[Cell]]:
             integrity.recovered,
         ]
     )
-    yield from split_cells(values, RUN_COLUMNS, _RUN_PART)
+    yield from split_cells(values, RUN_COLUMNS, _RUN_PART, guard)
 
 
-def dictionary_rows() -> Iterator[list[Cell]]:
+def dictionary_rows(guard: Guard = neutralise) -> Iterator[list[Cell]]:
     """The rows of the data dictionary: one per column of the items and runs tables.
+
+    Args:
+        guard: what the writer does to each text cell (see ``split_cells``).
 
     Returns:
         Rows of ``DICTIONARY_HEADER``: table, column, type, unit, allowed values, meaning.
@@ -607,7 +675,7 @@ def dictionary_rows() -> Iterator[list[Cell]]:
                 column.allowed,
                 column.meaning,
             ]
-            yield [neutralise(clean_text(c)) if isinstance(c, str) else c for c in row]
+            yield [guard(clean_text(c)) if isinstance(c, str) else c for c in row]
 
 
 def header(columns: Sequence[Column]) -> list[Cell]:

@@ -1,11 +1,14 @@
 """XLSX: the tidy tables (items, runs, data dictionary) as three sheets of one workbook (openpyxl).
 
-The sheets hold exactly the rows of the csv format (``_tables``): the same
-cleaning, formula neutralising and splitting of long texts. Every text is
-stored as a string cell (never a formula, error or number), times as ISO 8601
-text so microseconds and the UTC mark survive. The workbook is written in
-openpyxl's write-only mode, so a batch of many runs streams through temporary
-files instead of building every cell in memory.
+The sheets hold the rows of the csv format (``_tables``): the same cleaning and
+splitting of long texts. Every text is stored as a string cell (never a
+formula, error or number), exactly as recorded: a string cell is inert in every
+spreadsheet, so unlike the csv format no apostrophe is added to a text that
+looks like a formula. Times are ISO 8601 text so microseconds and the UTC mark
+survive. Each sheet has a frozen, bold header row and an autofilter over its
+columns. The workbook is written in openpyxl's write-only mode, so a batch of
+many runs streams through temporary files instead of building every cell in
+memory.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ._tables import (
     RUN_COLUMNS,
     Cell,
     Column,
+    as_is,
     dictionary_rows,
     header,
     item_rows,
@@ -65,6 +69,24 @@ def _sheet(workbook: Any, title: str, names: Sequence[str]) -> Any:
     return sheet
 
 
+class _Sheet:
+    """A write-only sheet that counts its rows, so the autofilter can span them."""
+
+    def __init__(self, workbook: Any, title: str, names: Sequence[str]) -> None:
+        self.sheet = _sheet(workbook, title, names)
+        self.width = len(names)
+        self.rows = 1  # the header
+        self._append = _writer(self.sheet)
+
+    def append(self, row: Sequence[Cell]) -> None:
+        self._append(row)
+        self.rows += 1
+
+    def finish(self) -> None:
+        # the filter must name its range; the sheet is written out at save time
+        self.sheet.auto_filter.ref = f"A1:{_letter(self.width - 1)}{self.rows}"
+
+
 def _writer(sheet: Any) -> Callable[[Sequence[Cell]], None]:
     from openpyxl.cell import WriteOnlyCell
 
@@ -73,7 +95,8 @@ def _writer(sheet: Any) -> Callable[[Sequence[Cell]], None]:
         for value in row:
             if isinstance(value, str):
                 cell = WriteOnlyCell(sheet, value=value)
-                # openpyxl would read "#N/A" as an error cell; keep every text a string
+                # openpyxl would make "=…" a formula and "#N/A" an error cell: every
+                # text is a string cell, which no spreadsheet evaluates
                 cell.data_type = "s"
                 values.append(cell)
             else:
@@ -106,16 +129,18 @@ def export_batch(records: Iterable[tuple[ExecutionRecord, Path | None]], stream:
     workbook = Workbook(write_only=True)
     workbook.properties.creator = "execution-history"
     workbook.properties.title = "Execution history: tidy tables"
-    items = _writer(_sheet(workbook, "items", _names(ITEM_COLUMNS)))
-    runs = _writer(_sheet(workbook, "runs", _names(RUN_COLUMNS)))
-    dictionary = _writer(_sheet(workbook, "data_dictionary", DICTIONARY_HEADER))
+    items = _Sheet(workbook, "items", _names(ITEM_COLUMNS))
+    runs = _Sheet(workbook, "runs", _names(RUN_COLUMNS))
+    dictionary = _Sheet(workbook, "data_dictionary", DICTIONARY_HEADER)
     for record, _media_dir in records:
-        for row in item_rows(record):
-            items(row)
-        for row in run_rows(record):
-            runs(row)
-    for row in dictionary_rows():
-        dictionary(row)
+        for row in item_rows(record, as_is):
+            items.append(row)
+        for row in run_rows(record, as_is):
+            runs.append(row)
+    for row in dictionary_rows(as_is):
+        dictionary.append(row)
+    for sheet in (items, runs, dictionary):
+        sheet.finish()
     workbook.save(stream)
 
 

@@ -1,24 +1,139 @@
-"""JSON export: the canonical record, strict, sorted, valid against its JSON Schema."""
+"""JSON export: the canonical record, strict, sorted, valid against its published JSON Schema.
+
+Exports are validated with jsonschema (an independent validator) against the
+schema file as published (``exports/schema/json-export.schema.json`` and its
+copy in docs/), read from disk.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given
 
-from execution_history import ExecutionRecord, ExecutionTracker, ItemType
-from exports._json import EXPORT_FORMAT_VERSION, json_schema
+from execution_history import ExecutionRecord, ExecutionTracker, ItemType, Pseudonymiser
+from exports._json import EXPORT_FORMAT_VERSION, SCHEMA_FILE, schema_text
 from tests.exports._support import export_bytes
+from tests.exports.test_tables import HOSTILE_SETTINGS, LARGE_REPR, hostile_records
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLISHED = [SCHEMA_FILE, ROOT / "docs" / "json-export.schema.json"]
+
+
+def published_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_FILE.read_text("utf-8"))
+    return schema
+
+
+def _validator(schema: dict[str, Any] | None = None) -> jsonschema.Draft202012Validator:
+    schema = published_schema() if schema is None else schema
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def _validate(document: object) -> None:
-    schema = json_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    ).validate(document)
+    _validator().validate(document)
+
+
+def orchestrated(config: str, text: str, tmp_path: Path) -> ExecutionRecord:
+    """A run of a shipped config through the real orchestrator."""
+    from devserver import Pipeline, RunRequest, load_configs, run_pipeline
+    from devserver.pipeline.backends import LocalBackend
+    from devserver.pipeline.safety import AgeFilter, Stage1Filter
+
+    tracker = ExecutionTracker(config, safety_level="kids", user_id="u", session_id="s")
+    request = RunRequest(load_configs()[config], text, "kids", seed=5)
+    run_pipeline(tracker, request, Pipeline(LocalBackend(), Stage1Filter(), AgeFilter()), tmp_path)
+    return tracker.finalize()
+
+
+def test_the_published_schema_is_current_and_identified() -> None:
+    """Both published copies are what ``json_schema()`` gives, with $schema, $id and the version."""
+    for path in PUBLISHED:
+        assert path.read_text("utf-8") == schema_text(), f"{path} is stale: run make schema"
+    schema = published_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == f"urn:execution-history:json-export:{EXPORT_FORMAT_VERSION}"
+    assert schema["properties"]["export_format_version"]["const"] == EXPORT_FORMAT_VERSION
+    assert "export_format_version" in schema["required"]
+
+
+@pytest.mark.parametrize(
+    ("config", "text"),
+    [
+        ("stillepost", "Ein Hund spielt im Garten"),
+        ("dada", "Ein Hakenkreuz"),  # blocked at stage 1
+        ("image_and_sound", "Ein Hund"),
+        ("triptych", "Ein Hund"),
+    ],
+)
+def test_real_exports_of_every_config_validate(config: str, text: str, tmp_path: Path) -> None:
+    """Runs of each shipped config, exported, validate against the published schema."""
+    record = orchestrated(config, text, tmp_path)
+    document = json.loads(export_bytes(record, "json", pseudonymiser=Pseudonymiser("k" * 32)))
+    _validate(document)
+    assert any(item["input_sequence"] is not None for item in document["items"])
+
+
+@pytest.mark.filterwarnings(LARGE_REPR)
+@HOSTILE_SETTINGS
+@given(record=hostile_records())
+def test_hostile_exports_validate(record: ExecutionRecord) -> None:
+    """Hostile texts, odd metadata, missing media: the export still matches the schema."""
+    _validate(json.loads(export_bytes(record, "json")))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "drop export_format_version",
+        "wrong export_format_version",
+        "unknown top-level key",
+        "unknown item key",
+        "item without input_sequence",
+        "integrity without a counter",
+        "stage out of range",
+    ],
+)
+def test_the_schema_refuses_what_export_never_writes(
+    finished_record: ExecutionRecord, damage: str
+) -> None:
+    """The schema is exact: a key missing or added anywhere fails validation."""
+    document = json.loads(export_bytes(finished_record, "json"))
+    _validate(document)
+    broken = copy.deepcopy(document)
+    item = broken["items"][0]
+    if damage == "drop export_format_version":
+        del broken["export_format_version"]
+    elif damage == "wrong export_format_version":
+        broken["export_format_version"] = "0.9"
+    elif damage == "unknown top-level key":
+        broken["raw_user_id"] = "child-42"
+    elif damage == "unknown item key":
+        item["prompt"] = "x"
+    elif damage == "item without input_sequence":
+        del item["input_sequence"]
+    elif damage == "integrity without a counter":
+        del broken["integrity"]["items_dropped"]
+    else:
+        item["stage"] = 9
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(broken)
+
+
+def test_metadata_stays_open(finished_record: ExecutionRecord) -> None:
+    """Backend parameters are free-form: any key in an item's metadata is valid."""
+    document = json.loads(export_bytes(finished_record, "json"))
+    document["items"][0]["metadata"] = {"anything": [1, {"nested": None}], "ключ": "значение"}
+    _validate(document)
 
 
 def test_json_is_the_record_plus_the_export_version(finished_record: ExecutionRecord) -> None:

@@ -219,7 +219,29 @@ def check_contents(project: Project, records: list[ExecutionRecord]) -> None:
                     f"item {item.sequence} text missing"
                 )
     assert len(project.all("TextSource")) == len({r.run_id for r in records})
-    assert len(project.all("Set")) == len({r.run_id for r in records})
+    # one set per config, never one per run (an importer makes a column of each set)
+    assert len(project.all("Set")) == len({r.config_name for r in records})
+    # notes are files and nothing refers to them by NoteRef (an importer drops those)
+    assert not project.all("NoteRef")
+    for note in project.all("Note"):
+        assert note.get("plainTextPath") and note.find("q:PlainTextContent", Q) is None
+    # every source name is a safe file name; media names end in their file's extension
+    for tag in ("TextSource", "PictureSource", "AudioSource", "VideoSource"):
+        for source in project.all(tag):
+            assert_safe_file_name(source.get("name", ""))
+            if tag != "TextSource":
+                extension = source.get("path", "").rsplit(".", 1)[1]
+                assert source.get("name", "").endswith("." + extension)
+
+
+WINDOWS_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+
+
+def assert_safe_file_name(name: str) -> None:
+    """A name Windows, macOS and Linux accept as a file name, as the importer uses it."""
+    assert name and not WINDOWS_UNSAFE.search(name), repr(name)
+    assert not name.endswith((".", " ")), repr(name)
+    assert len(name) <= 130, repr(name)
 
 
 def export_qdpx(record: ExecutionRecord, media_dir: Path | None) -> bytes:
@@ -244,6 +266,7 @@ def test_a_stille_post_run_is_a_valid_project(
     values = {v.findtext("q:TextValue", namespaces=Q) for v in case.findall("q:VariableValue", Q)}
     assert {"kids", "stillepost", PSEUDONYMS.session("class-7b")} <= values
     (set_,) = project.all("Set")
+    assert set_.get("name") == "Config stillepost"
     assert len(set_.findall("q:MemberSource", Q)) == 3 and set_.find("q:MemberNote", Q) is not None
     skip_if_not_validated(project_schema)
 

@@ -214,6 +214,8 @@ def read_xlsx(data: bytes) -> dict[str, list[list[Any]]]:
         for row in sheet.iter_rows():
             for cell in row:
                 assert cell.data_type != "f", f"formula in {sheet.title}!{cell.coordinate}"
+                if isinstance(cell.value, str):  # texts are string cells, never errors
+                    assert cell.data_type == "s", f"{sheet.title}!{cell.coordinate}"
             rows.append([cell.value for cell in row])
         tables[sheet.title] = rows
     return tables
@@ -226,25 +228,33 @@ def records_of(table: list[list[Any]]) -> Iterator[dict[str, Any]]:
         yield dict(zip(header, row, strict=True))
 
 
-def joined(rows: list[dict[str, Any]], column: str) -> str:
-    """A column's text over a row and its continuation rows, apostrophes undone."""
+def joined(rows: list[dict[str, Any]], column: str, neutralised: bool = True) -> str:
+    """A column's text over a row and its continuation rows (csv: apostrophes undone)."""
     text = ""
     for row in rows:
         value = row[column]
         if value is None:
             continue
         assert isinstance(value, str)
-        text += value[1:] if value.startswith("'") else value
+        text += value[1:] if neutralised and value.startswith("'") else value
     return text
 
 
-def check_tables(tables: dict[str, list[list[Any]]], runs: list[ExecutionRecord]) -> None:
-    """The reopened tables hold exactly the records' items and runs, safely."""
+def check_tables(
+    tables: dict[str, list[list[Any]]], runs: list[ExecutionRecord], fmt: str = "csv"
+) -> None:
+    """The reopened tables hold exactly the records' items and runs, safely.
+
+    csv: no text begins with a formula trigger (one apostrophe was added);
+    xlsx: texts are string cells (checked by ``read_xlsx``) holding the text as is.
+    """
+    neutralised = fmt == "csv"
     for name, table in tables.items():
         for row in table:
             for value in row:
                 if isinstance(value, str):
-                    assert not value.startswith(TRIGGERS), f"live formula text in {name}: {value!r}"
+                    if neutralised:
+                        assert not value.startswith(TRIGGERS), f"live formula in {name}: {value!r}"
                     assert len(value.encode("utf-16-le")) // 2 <= EXCEL_CELL_LIMIT
                     assert cleaned(value) == value
 
@@ -259,8 +269,8 @@ def check_tables(tables: dict[str, list[list[Any]]], runs: list[ExecutionRecord]
             assert [int(r["part"]) for r in rows] == list(range(1, len(rows) + 1))
             assert all(int(r["parts"]) == len(rows) for r in rows)
             first = rows[0]
-            assert joined(rows, "text") == cleaned(item.content or "")
-            parameters = json.loads(joined(rows, "parameters"))
+            assert joined(rows, "text", neutralised) == cleaned(item.content or "")
+            parameters = json.loads(joined(rows, "parameters", neutralised))
             assert parameters == without_surrogates(item.metadata)
             assert first["item_type"] == str(item.item_type.value)
             assert int(first["stage"]) == item.stage
@@ -268,7 +278,18 @@ def check_tables(tables: dict[str, list[list[Any]]], runs: list[ExecutionRecord]
                 assert int(first["stage_iteration"]) == item.stage_iteration
             if item.media is not None and item.media.sha256:
                 assert first["media_sha256"] == item.media.sha256
-            assert joined(rows, "user_pseudonym") == cleaned(record.user_pseudonym or "")
+            assert joined(rows, "user_pseudonym", neutralised) == cleaned(
+                record.user_pseudonym or ""
+            )
+            for column in ("from_lang", "to_lang"):
+                value = item.metadata.get(column)
+                expected = cleaned(value) if isinstance(value, str) else ""
+                assert joined(rows, column, neutralised) == expected
+            seed = item.metadata.get("seed")
+            if isinstance(seed, int) and not isinstance(seed, bool):
+                assert int(first["seed"]) == seed
+            else:
+                assert first["seed"] is None
 
     run_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in records_of(tables["runs"]):
@@ -279,7 +300,7 @@ def check_tables(tables: dict[str, list[list[Any]]], runs: list[ExecutionRecord]
         first = rows[0]
         assert first["status"] == record.status.value
         assert int(first["items"]) == len(record.items)
-        versions = json.loads(joined(rows, "model_versions"))
+        versions = json.loads(joined(rows, "model_versions", neutralised))
         assert versions == without_surrogates(record.model_versions)
         for summary in record.stages:
             assert first[f"stage{summary.stage}_status"] == summary.status.value
@@ -313,7 +334,7 @@ def test_a_stille_post_run_reads_back_item_by_item(
     """Every item is one row with its text, parameters and verdict; runs and dictionary agree."""
     tables = READERS[fmt](export_tables(fmt, finished_record))
     safe = finished_record.pseudonymised(PSEUDONYMS)
-    check_tables(tables, [safe])
+    check_tables(tables, [safe], fmt)
     items = list(records_of(tables["items"]))
     assert len(items) == len(finished_record.items) == 26
     iterations = [r["text"] for r in items if r["item_type"] == "interception_iteration"]
@@ -337,7 +358,8 @@ def test_tables_carry_no_raw_ids(fmt: str, finished_record: ExecutionRecord) -> 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_formula_injection_is_neutralised_and_reversible(fmt: str) -> None:
-    """Texts starting with = + - @ TAB CR (or ') come back exactly after dropping one '."""
+    """csv: texts starting with = + - @ TAB CR (or ') come back after dropping one ';
+    xlsx: they are string cells holding the text exactly."""
     attacks = ["=cmd|' /C calc'!A0", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "'quoted", "=", "#N/A"]
     tracker = ExecutionTracker("dada", model_versions={"=HYPERLINK(1)": "-1"})
     with tracker, tracker.stage(1):
@@ -345,10 +367,13 @@ def test_formula_injection_is_neutralised_and_reversible(fmt: str) -> None:
             tracker.log_user_input(attack, metadata={"k": attack}, model=attack)
     record = tracker.finalize()
     tables = READERS[fmt](export_tables(fmt, record))
-    check_tables(tables, [record])
+    check_tables(tables, [record], fmt)
     rows = list(records_of(tables["items"]))
     texts = [r["text"] for r in rows if r["item_type"] == "user_input_text"]
-    assert texts == ["'" + a if a != "#N/A" else a for a in attacks]
+    if fmt == "csv":
+        assert texts == ["'" + a if a != "#N/A" else a for a in attacks]
+    else:
+        assert texts == attacks
     models = [r["model"] for r in rows if r["item_type"] == "user_input_text"]
     assert models == texts
 
@@ -362,7 +387,7 @@ def test_a_100000_character_text_is_split_never_cut(fmt: str) -> None:
         tracker.log_translation("short", from_lang="de", to_lang="en")
     record = tracker.finalize()
     tables = READERS[fmt](export_tables(fmt, record))
-    check_tables(tables, [record])
+    check_tables(tables, [record], fmt)
     parts = [r for r in records_of(tables["items"]) if int(r["sequence"]) == 3]
     assert parts[0]["item_type"] == "user_input_text"
     assert len(parts) == 4  # 100,000 characters (emoji count twice) need four cells
@@ -406,7 +431,7 @@ def test_hostile_runs_read_back_exactly(fmt: str, tmp_path_factory: pytest.TempP
     @given(record=hostile_records())
     def run(record: ExecutionRecord) -> None:
         tables = READERS[fmt](export_tables(fmt, record, media_dir))
-        check_tables(tables, [record.pseudonymised(PSEUDONYMS)])
+        check_tables(tables, [record.pseudonymised(PSEUDONYMS)], fmt)
 
     run()
 
@@ -418,6 +443,6 @@ def test_a_batch_of_100_runs_passes_the_same_checks(fmt: str, tmp_path: Path) ->
     stream = io.BytesIO()
     exports.export_batch(runs, fmt, stream, pseudonymiser=PSEUDONYMS)
     tables = READERS[fmt](stream.getvalue())
-    check_tables(tables, [record.pseudonymised(PSEUDONYMS) for record, _ in runs])
+    check_tables(tables, [record.pseudonymised(PSEUDONYMS) for record, _ in runs], fmt)
     assert len(tables["runs"]) == 101
     assert len({r["user_pseudonym"] for r in records_of(tables["runs"])}) == 7

@@ -38,6 +38,9 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
     "MAX_BODY_BYTES": ("DEVSERVER_MAX_BODY_BYTES", 1 << 20),
     "SAFETY_LEVEL": ("DEVSERVER_SAFETY_LEVEL", "kids"),
+    "EXPORT_LICENCE": ("DEVSERVER_EXPORT_LICENCE", None),
+    "EXPORT_ORGANISATION": ("DEVSERVER_EXPORT_ORGANISATION", None),
+    "EXPORT_ORGANISATION_URL": ("DEVSERVER_EXPORT_ORGANISATION_URL", None),
     "FEED_POLL_S": ("DEVSERVER_FEED_POLL_S", 0.005),
     "FEED_HEARTBEAT_S": ("DEVSERVER_FEED_HEARTBEAT_S", 15.0),
     "FEED_MAX_SUBSCRIBERS": ("DEVSERVER_FEED_MAX_SUBSCRIBERS", 64),
@@ -89,6 +92,10 @@ class Settings:
     research_token_file: Path | None
     pseudonym_key: str
     feed: FeedSettings
+    #: What exports say about the data's licence and who publishes it (``licence``,
+    #: ``organisation``, ``organisation_url``; only those that are set). A format uses the
+    #: ones it knows (the RO-Crate); docs/exports.md gives the defaults.
+    export_options: dict[str, str]
 
     @property
     def data(self) -> DataDir:
@@ -183,6 +190,26 @@ def _check_research_token(token: str, token_file: Path | None) -> None:
         )
 
 
+def _export_options(config: Mapping[str, Any]) -> dict[str, str]:
+    """The export options that are set, checked now rather than at the first export."""
+    options: dict[str, str] = {}
+    for key, option in (
+        ("EXPORT_LICENCE", "licence"),
+        ("EXPORT_ORGANISATION", "organisation"),
+        ("EXPORT_ORGANISATION_URL", "organisation_url"),
+    ):
+        value = config.get(key)
+        if value is None:
+            continue
+        text = str(value).strip()
+        if not text:
+            raise SettingsError(f"{ENVIRONMENT[key][0]} is set but empty")
+        if option == "organisation_url" and not text.startswith(("https://", "http://")):
+            raise SettingsError(f"{ENVIRONMENT[key][0]} must be an http(s) URL, not {text!r}")
+        options[option] = text
+    return options
+
+
 def data_dir_of(config: Mapping[str, Any]) -> DataDir:
     """The data dir an app's config names (``DATA_DIR``, else the default), made absolute."""
     return DataDir(Path(str(config.get("DATA_DIR") or DEFAULT_DATA_DIR)).resolve())
@@ -229,6 +256,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),
+        export_options=_export_options(config),
         feed=FeedSettings(
             poll_s=_number(config, "FEED_POLL_S", float, _POSITIVE),
             heartbeat_s=_number(config, "FEED_HEARTBEAT_S", float, _POSITIVE),

@@ -138,6 +138,7 @@ def export_run(run_id: str, fmt: str) -> Response:
             cast(BinaryIO, spool),
             media_dir=state.runs.media_dir(run_id),
             pseudonymiser=state.pseudonymiser,
+            options=state.settings.export_options,
         )
     except exports.MissingDependencyError as exc:
         spool.close()

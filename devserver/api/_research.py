@@ -240,6 +240,7 @@ def batch_export() -> Response:
         run_filter=run_filter(filters),
         shown_filters=public_filters(filters, state.pseudonymiser),
         software_version=software_version(),
+        options=state.settings.export_options,
     )
     try:
         chunks = stream_batch(batch)

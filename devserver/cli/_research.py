@@ -397,6 +397,7 @@ def _export_one(run_id: str, info: exports.FormatInfo, output: Path | None, forc
                     cast(BinaryIO, stream),
                     media_dir=data.paths.media_dir(run_id),
                     pseudonymiser=data.pseudonymiser,
+                    options=data.settings.export_options,
                 )
         except exports.ExportError as exc:
             partial.unlink(missing_ok=True)
@@ -426,6 +427,7 @@ def _export_batch(
             run_filter=selection,
             shown_filters=public_filters(filters, pseudonymiser),
             software_version=software_version(),
+            options=data.settings.export_options,
         )
         summary = BatchReport()
         partial = output.with_name(f".{output.name}.partial")

@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +119,7 @@ class BatchRequest:
         run_filter: which runs.
         shown_filters: the filters as the manifest shows them (pseudonymised).
         software_version: this server's name and version.
+        options: export options (licence, organisation …) for the formats that use them.
     """
 
     store: RecordStore
@@ -128,6 +129,7 @@ class BatchRequest:
     run_filter: RunFilter
     shown_filters: dict[str, str]
     software_version: str
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 def _zip_info(name: str, moment: datetime, compress: int) -> zipfile.ZipInfo:
@@ -228,6 +230,7 @@ def _add_combined(
                 fmt.name,
                 cast(BinaryIO, spool),
                 pseudonymiser=batch.pseudonymiser,
+                options=batch.options,
             )
         except exports.ExportError as exc:
             logger.warning("batch export: the combined %s file failed: %s", fmt.name, exc)
@@ -290,6 +293,7 @@ def _add_run(
                 cast(BinaryIO, spool),
                 media_dir=media_dir,
                 pseudonymiser=batch.pseudonymiser,
+                options=batch.options,
             )
         except exports.ExportError as exc:
             # One broken run must not cost the researcher the other thousand.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,42 @@ def test_journals_of_dead_processes_become_incomplete_records(tmp_path: Path) ->
     finally:
         starting.close()
         store.close()
+
+
+def test_export_settings_reach_the_crate_and_bad_ones_stop_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The licence and publisher a project sets are in its downloaded crates; a URL that is
+    not http(s) is refused when the server starts, not at the first export."""
+    import io
+    import json
+    import zipfile
+
+    from devserver import SettingsError, create_app
+
+    for key in [k for k in os.environ if k.startswith("DEVSERVER_")]:
+        monkeypatch.delenv(key)
+    config = {
+        "DATA_DIR": str(tmp_path / "a"),
+        "EXPORT_LICENCE": "CC0-1.0",
+        "EXPORT_ORGANISATION": "Projekt Kinderkunst",
+        "EXPORT_ORGANISATION_URL": "https://example.org/kinderkunst",
+    }
+    app = create_app(config)
+    try:
+        client = app.test_client()
+        answer = client.post("/api/runs?wait=true", json={"config": "dada", "input": "Ein Hund"})
+        run_id = answer.json["run_id"]
+        crate = client.get(f"/api/runs/{run_id}/export/rocrate")
+        assert crate.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(crate.data)) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("ro-crate-metadata.json"))
+            graph = json.loads(archive.read(name))["@graph"]
+    finally:
+        app.extensions["devserver"].close()
+    root = next(e for e in graph if e.get("@id") == "./")
+    assert root["license"] == {"@id": "https://spdx.org/licenses/CC0-1.0"}
+    publisher = next(e for e in graph if e.get("@id") == "https://example.org/kinderkunst")
+    assert publisher["name"] == "Projekt Kinderkunst"
+    with pytest.raises(SettingsError, match="DEVSERVER_EXPORT_ORGANISATION_URL"):
+        create_app({**config, "DATA_DIR": str(tmp_path / "b"), "EXPORT_ORGANISATION_URL": "x"})

@@ -92,12 +92,16 @@ def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
     # Only the models this run called, in the order of first use: the catalogue the
     # pipeline passes names what it could call; a model used but not in it has its
     # version left unknown, never invented.
-    catalogue = _model_versions(log.model_versions, stats)
+    replaced: dict[str, int] = {}
+    catalogue = _model_versions(log.model_versions, stats, replaced)
     models: dict[str, str | None] = {}
     for item in items:
         model = item["model"]
         if model and model not in models:
             models[model] = catalogue.get(model)
+            # Characters replaced in a catalogue entry count only when the entry is kept:
+            # the integrity block counts what the record holds.
+            stats.replaced_chars += replaced.get(model, 0)
     build_errors: list[str] = []
     data: dict[str, Any] = {
         "run_id": text_field(log.run_id, stats) or "",
@@ -106,6 +110,7 @@ def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
         "safety_level_set_by": text_field(log.safety_level_set_by, stats),
         "user_id": text_field(log.user_id, stats),
         "session_id": text_field(log.session_id, stats),
+        "device_id": text_field(log.device_id, stats),
         "started_at": utc_from_ns(log.started_ns),
         "ended_at": utc_from_ns(ended_ns) if ended_ns is not None else None,
         "duration_ms": round((ended_ns - log.started_ns) / 1e6, 3)
@@ -157,18 +162,25 @@ def _valid_items(items: list[dict[str, Any]], errors: list[str]) -> list[Executi
     return valid
 
 
-def _model_versions(versions: Any, stats: CoercionStats) -> dict[str, str | None]:
+def _model_versions(
+    versions: Any, stats: CoercionStats, replaced: dict[str, int]
+) -> dict[str, str | None]:
+    """The catalogue made JSON-safe; characters replaced per entry go to ``replaced``."""
     if not isinstance(versions, dict):
         stats.coerced += 1
         return {}
     out: dict[str, str | None] = {}
     for name, version in versions.items():
-        key = text_field(name, stats)
+        entry = CoercionStats()
+        key = text_field(name, entry)
         if key is not None:
             if key in out:  # two names that differ only in what had to be replaced
                 stats.coerced += 1
                 key = unique_key(key, out)
-            out[key] = text_field(version, stats)
+            out[key] = text_field(version, entry)
+            replaced[key] = entry.replaced_chars
+        stats.coerced += entry.coerced
+        stats.truncated += entry.truncated
     return out
 
 

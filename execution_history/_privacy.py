@@ -36,5 +36,9 @@ class Pseudonymiser:
         """The pseudonym of a session id, e.g. ``session-9c41…``."""
         return "session-" + self._digest("session", session_id)
 
+    def device(self, device_id: str) -> str:
+        """The pseudonym of a device id (the page's random id), e.g. ``device-7b0e…``."""
+        return "device-" + self._digest("device", device_id)
+
     def __repr__(self) -> str:  # never show the key
         return "Pseudonymiser(<key hidden>)"

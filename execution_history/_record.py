@@ -13,7 +13,7 @@ from ._taxonomy import TAXONOMY_VERSION, ItemType, MediaType, RunStatus, StageSt
 logger = logging.getLogger("execution_history")
 
 #: Version of the record's JSON layout; independent of the taxonomy version.
-RECORD_FORMAT_VERSION = "1.2"  # 1.1: safety_level_set_by; 1.2: item input_sequence
+RECORD_FORMAT_VERSION = "1.3"  # 1.1: safety_level_set_by; 1.2: item input_sequence; 1.3: device_id
 
 _FROZEN = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
@@ -147,9 +147,15 @@ class ExecutionRecord(BaseModel):
         "'command line'; None when not recorded.",
     )
     user_id: str | None = Field(default=None, description="Raw id; only inside the store.")
-    session_id: str | None = Field(default=None, description="Raw id; only inside the store.")
+    session_id: str | None = Field(
+        default=None, description="Raw id of the workshop; only inside the store."
+    )
+    device_id: str | None = Field(
+        default=None, description="Raw id the page gave its device; only inside the store."
+    )
     user_pseudonym: str | None = None
     session_pseudonym: str | None = None
+    device_pseudonym: str | None = None
     started_at: datetime
     ended_at: datetime | None = None
     duration_ms: float | None = None
@@ -185,20 +191,24 @@ class ExecutionRecord(BaseModel):
         """A copy safe to show outside the store: raw ids replaced by keyed pseudonyms.
 
         Args:
-            pseudonymise: a ``Pseudonymiser`` (anything with ``user(id)`` and
-                ``session(id)`` returning pseudonyms), or None to drop the ids.
+            pseudonymise: a ``Pseudonymiser`` (anything with ``user(id)``,
+                ``session(id)`` and ``device(id)`` returning pseudonyms), or None
+                to drop the ids.
         """
-        if self.user_id is None and self.session_id is None:
+        if self.user_id is None and self.session_id is None and self.device_id is None:
             return self
-        user = session = None
+        user = session = device = None
         if pseudonymise is not None:
             user = pseudonymise.user(self.user_id) if self.user_id is not None else None
             session = pseudonymise.session(self.session_id) if self.session_id is not None else None
+            device = pseudonymise.device(self.device_id) if self.device_id is not None else None
         return self.model_copy(
             update={
                 "user_id": None,
                 "session_id": None,
+                "device_id": None,
                 "user_pseudonym": user or self.user_pseudonym,
                 "session_pseudonym": session or self.session_pseudonym,
+                "device_pseudonym": device or self.device_pseudonym,
             }
         )

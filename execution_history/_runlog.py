@@ -94,7 +94,7 @@ class RunLog:
     finaliser, when the run's record has been handed to every sink.
 
     Args:
-        run_id, config_name, safety_level, user_id, session_id: the run's header.
+        run_id, config_name, safety_level, user_id, session_id, device_id: the run's header.
         safety_level_set_by: who chose the level (see ``ExecutionRecord``).
         started_ns: start time in nanoseconds since the epoch.
         software_version, model_versions: versions to store with the record.
@@ -105,6 +105,7 @@ class RunLog:
     __slots__ = (
         "_event",
         "config_name",
+        "device_id",
         "ended_ns",
         "error_messages",
         "items",
@@ -137,6 +138,7 @@ class RunLog:
         safety_level_set_by: Any = None,
         user_id: Any = None,
         session_id: Any = None,
+        device_id: Any = None,
         started_ns: int | None = None,
         software_version: Any = None,
         model_versions: dict[Any, Any] | None = None,
@@ -149,6 +151,7 @@ class RunLog:
         self.safety_level_set_by = safety_level_set_by
         self.user_id = user_id
         self.session_id = session_id
+        self.device_id = device_id
         self.started_ns = time.time_ns() if started_ns is None else started_ns
         self.software_version = software_version
         self.model_versions = model_versions if model_versions is not None else {}
@@ -221,6 +224,7 @@ class RunLog:
             "safety_level_set_by": self.safety_level_set_by,
             "user_id": self.user_id,
             "session_id": self.session_id,
+            "device_id": self.device_id,
             "started_ns": self.started_ns,
             "software_version": self.software_version,
             "model_versions": self.model_versions,
@@ -312,6 +316,7 @@ class RunLog:
                 safety_level_set_by=header.get("safety_level_set_by"),
                 user_id=header.get("user_id"),
                 session_id=header.get("session_id"),
+                device_id=header.get("device_id"),
                 started_ns=started_ns,
                 software_version=header.get("software_version"),
                 model_versions=_mapping(header.get("model_versions")),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ._ids import is_run_id
 from ._record import ExecutionRecord, Integrity, SinkOutcome
-from ._store import RecordStore
+from ._store import RecordStore, RunFilter
 
 logger = logging.getLogger("execution_history")
 
@@ -142,10 +142,20 @@ class StoreSink:
 
         A file that cannot be read is left alone: it cannot be told whose it is.
         """
+        return self.erase_people(RunFilter(user_id=user_id))
+
+    def erase_people(self, filters: RunFilter) -> int:
+        """Delete the quarantined records of a person, device or workshop; returns how many.
+
+        Only the user, session and device ids of ``filters`` select; a filter
+        naming none of them erases nothing. An unreadable file is left alone.
+        """
         erased = 0
         for run_id in self.quarantined():
             record = self.load_quarantined(run_id)
-            if record is not None and record.user_id == user_id:
+            if record is not None and filters.matches_people(
+                record.user_id, record.session_id, record.device_id
+            ):
                 with contextlib.suppress(FileNotFoundError):
                     (self.quarantine_dir / f"{run_id}.json").unlink()
                     erased += 1

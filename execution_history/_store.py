@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS runs (
     safety_level    TEXT,
     user_id         TEXT,
     session_id      TEXT,
+    device_id       TEXT,
     started_at      TEXT NOT NULL,
     ended_at        TEXT,
     duration_ms     REAL,
@@ -59,8 +60,18 @@ CREATE TABLE IF NOT EXISTS run_stages (
 ) WITHOUT ROWID;
 """
 
+#: Columns added after a database may have been made: (column, its index's statement).
+#: ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is, so each is added here.
+_ADDED_COLUMNS = (
+    (
+        "device_id",
+        "CREATE INDEX IF NOT EXISTS runs_device ON runs (device_id, started_at DESC, run_id DESC)",
+    ),
+)
+
 _COLUMNS = (
-    "run_id, config_name, status, safety_level, user_id, session_id, started_at, ended_at, "
+    "run_id, config_name, status, safety_level, user_id, session_id, device_id, started_at, "
+    "ended_at, "
     "duration_ms, item_count, items_dropped, fields_truncated, values_coerced, tracker_errors, "
     "taxonomy_version"
 )
@@ -81,6 +92,7 @@ class RunFilter:
     status: str | None = None
     safety_level: str | None = None
     session_id: str | None = None
+    device_id: str | None = None
     user_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -94,6 +106,7 @@ class RunFilter:
             ("status", self.status),
             ("safety_level", self.safety_level),
             ("session_id", self.session_id),
+            ("device_id", self.device_id),
             ("user_id", self.user_id),
         ):
             if value is not None:
@@ -108,6 +121,26 @@ class RunFilter:
             params.append(utc_text(self.until))
         return (" AND ".join(clauses) or "1"), params
 
+    @property
+    def names_people(self) -> bool:
+        """Whether it names a person, a device or a workshop (what erasure selects by)."""
+        return any(v is not None for v in (self.user_id, self.session_id, self.device_id))
+
+    def matches_people(self, user_id: object, session_id: object, device_id: object) -> bool:
+        """Whether raw ids (a run log's header, say) are selected by the people filters.
+
+        Only ``user_id``, ``session_id`` and ``device_id`` are compared; False
+        when the filter names none of them (erasure never selects everything).
+        """
+        return self.names_people and all(
+            wanted is None or wanted == value
+            for wanted, value in (
+                (self.user_id, user_id),
+                (self.session_id, session_id),
+                (self.device_id, device_id),
+            )
+        )
+
     def matches(self, record: ExecutionRecord) -> bool:
         """Whether ``record`` is selected (for runs not in a store yet)."""
         started = utc_text(record.started_at)
@@ -116,6 +149,7 @@ class RunFilter:
             and (self.status is None or str(record.status) == self.status)
             and (self.safety_level is None or record.safety_level == self.safety_level)
             and (self.session_id is None or record.session_id == self.session_id)
+            and (self.device_id is None or record.device_id == self.device_id)
             and (self.user_id is None or record.user_id == self.user_id)
             and (self.since is None or started >= utc_text(self.since))
             and (self.until is None or started < utc_text(self.until))
@@ -132,6 +166,7 @@ class RunRow:
     safety_level: str | None
     user_id: str | None
     session_id: str | None
+    device_id: str | None
     started_at: str
     ended_at: str | None
     duration_ms: float | None
@@ -233,6 +268,13 @@ class RecordStore(Protocol):
     def delete_user(self, user_id: str) -> list[str]:
         """Remove every run of one person; returns their run ids."""
 
+    def delete_people(self, filters: RunFilter) -> list[str]:
+        """Remove every run of a person, device or workshop (erasure); returns their run ids.
+
+        Raises:
+            ValueError: ``filters`` names no user, session or device id.
+        """
+
     def delete_older_than(self, moment: datetime, dry_run: bool = False) -> list[str]:
         """Remove runs that started before ``moment`` (retention); returns their ids."""
 
@@ -291,6 +333,7 @@ class SQLiteRecordStore:
             with contextlib.closing(sqlite3.connect(self.path, timeout=busy_timeout_s)) as conn:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.executescript(_SCHEMA)
+                _add_columns(conn)
         except sqlite3.OperationalError as exc:
             self._open_read_only(exc)
         else:
@@ -402,12 +445,26 @@ class SQLiteRecordStore:
 
     def delete_user(self, user_id: str) -> list[str]:
         """Remove every run of one person (erasure); returns their run ids."""
+        return self.delete_people(RunFilter(user_id=user_id))
+
+    def delete_people(self, filters: RunFilter) -> list[str]:
+        """Remove every run of a person, device or workshop (erasure); returns their run ids.
+
+        Only the people fields of ``filters`` select (user, session, device).
+
+        Raises:
+            ValueError: ``filters`` names no user, session or device id.
+        """
+        if not filters.names_people:
+            raise ValueError("erasure needs a user, session or device id")
+        people = RunFilter(
+            user_id=filters.user_id, session_id=filters.session_id, device_id=filters.device_id
+        )
+        where, params = people.where()
         with self._transaction() as conn:
-            ids = [
-                r[0] for r in conn.execute("SELECT run_id FROM runs WHERE user_id = ?", (user_id,))
-            ]
+            ids = [r[0] for r in conn.execute(f"SELECT run_id FROM runs WHERE {where}", params)]
             conn.executemany("DELETE FROM run_stages WHERE run_id = ?", [(i,) for i in ids])
-            conn.execute("DELETE FROM runs WHERE user_id = ?", (user_id,))
+            conn.execute(f"DELETE FROM runs WHERE {where}", params)
         return ids
 
     def delete_older_than(self, moment: datetime, dry_run: bool = False) -> list[str]:
@@ -576,6 +633,7 @@ def _write(conn: sqlite3.Connection, record: ExecutionRecord) -> None:
         record.safety_level,
         record.user_id,
         record.session_id,
+        record.device_id,
         utc_text(record.started_at),
         utc_text(record.ended_at) if record.ended_at else None,
         record.duration_ms,
@@ -592,7 +650,7 @@ def _write(conn: sqlite3.Connection, record: ExecutionRecord) -> None:
         for s in record.stages
     ]
     conn.execute(
-        f"INSERT OR REPLACE INTO runs ({_COLUMNS}, record) VALUES ({','.join('?' * 16)})", row
+        f"INSERT OR REPLACE INTO runs ({_COLUMNS}, record) VALUES ({','.join('?' * 17)})", row
     )
     conn.execute("DELETE FROM run_stages WHERE run_id = ?", (record.run_id,))
     conn.executemany("INSERT INTO run_stages VALUES (?, ?, ?, ?, ?, ?)", stages)
@@ -616,6 +674,19 @@ def open_store(database: str | Path) -> RecordStore:
     raise ValueError(
         f"no store for database URL scheme {scheme!r}: use sqlite:///path/to/file.sqlite3"
     )
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add the columns (and their indexes) a database made by an earlier version lacks.
+
+    Runs stored before a column existed have no value for it (NULL), which is
+    the truth: their records do not carry it either.
+    """
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column, index in _ADDED_COLUMNS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+        conn.execute(index)
 
 
 def _build_legacy_captures(store: SQLiteRecordStore) -> None:

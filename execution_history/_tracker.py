@@ -159,7 +159,7 @@ class ExecutionTracker:
         config_name: the pipeline config this run executes.
         safety_level: the age level (``kids``, ``teens``, ``adults``, ``research``).
         safety_level_set_by: who chose it (``workshop``, ``request``, ``research token``).
-        user_id, session_id: raw ids; they stay inside the store (see Pseudonymiser).
+        user_id, session_id, device_id: raw ids; they stay inside the store (see Pseudonymiser).
         run_id: the run's id; a new unguessable one when omitted.
         finaliser: hands the finished record to its sinks off this thread;
             without one, ``finalize()`` only builds the record.
@@ -194,6 +194,7 @@ class ExecutionTracker:
         safety_level_set_by: str | None = None,
         user_id: str | None = None,
         session_id: str | None = None,
+        device_id: str | None = None,
         run_id: str | None = None,
         finaliser: Finaliser | None = None,
         media_dir: str | Path | None = None,
@@ -208,6 +209,7 @@ class ExecutionTracker:
             safety_level_set_by=safety_level_set_by,
             user_id=user_id,
             session_id=session_id,
+            device_id=device_id,
             software_version=software_version,
             model_versions=dict(model_versions) if model_versions else {},
             max_text_chars=limits.max_text_chars,

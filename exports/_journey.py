@@ -51,6 +51,7 @@ class Header:
     safety_level: str
     user_pseudonym: str
     session_pseudonym: str
+    device_pseudonym: str
     started_at: str
     ended_at: str
     started_human: str
@@ -76,6 +77,7 @@ class Header:
             ("Safety level", self.safety_level),
             ("User (pseudonym)", self.user_pseudonym),
             ("Session (pseudonym)", self.session_pseudonym),
+            ("Device (pseudonym)", self.device_pseudonym),
             ("Started", self.started_human),
             ("Ended", self.ended_human),
             ("Duration", self.duration),
@@ -257,6 +259,7 @@ def _header(record: ExecutionRecord) -> Header:
         safety_level=record.safety_level or "",
         user_pseudonym=record.user_pseudonym or "",
         session_pseudonym=record.session_pseudonym or "",
+        device_pseudonym=record.device_pseudonym or "",
         started_at=utc_iso(record.started_at),
         ended_at=utc_iso(record.ended_at),
         started_human=utc_human(record.started_at),

@@ -219,6 +219,7 @@ _VARIABLES: tuple[tuple[str, str, str, str], ...] = (
     ("run_id", "Run id", "Text", "The run's identifier."),
     ("run_participant", "Run participant", "Text", "The participant's pseudonym."),
     ("run_session", "Run session", "Text", "The session's pseudonym."),
+    ("run_device", "Run device", "Text", "The device's pseudonym."),
     ("run_config", "Run config", "Text", "The pipeline config of the run."),
     ("run_safety_level", "Run safety level", "Text", "The run's age level."),
     ("run_status", "Run status", "Text", "success, partial, blocked, error, incomplete."),
@@ -575,10 +576,11 @@ class _ProjectWriter:
             f"Config: {record.config_name or 'unknown'} · safety level:"
             f" {record.safety_level or 'unknown'} · status: {type_name(record.status)}",
         ]
-        if record.user_pseudonym or record.session_pseudonym:
+        if record.user_pseudonym or record.session_pseudonym or record.device_pseudonym:
             lines.append(
                 f"Participant: {record.user_pseudonym or 'unknown'} · session:"
-                f" {record.session_pseudonym or 'unknown'}"
+                f" {record.session_pseudonym or 'unknown'} · device:"
+                f" {record.device_pseudonym or 'unknown'}"
             )
         lines.append(
             f"Started {utc_iso(record.started_at)} · ended {utc_iso(record.ended_at) or '—'}"
@@ -706,6 +708,7 @@ class _ProjectWriter:
         _variable_value(source, "run_id", record.run_id)
         _variable_value(source, "run_participant", record.user_pseudonym)
         _variable_value(source, "run_session", record.session_pseudonym)
+        _variable_value(source, "run_device", record.device_pseudonym)
         _variable_value(source, "run_config", record.config_name)
         _variable_value(source, "run_safety_level", record.safety_level)
         _variable_value(source, "run_status", type_name(record.status))

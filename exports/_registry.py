@@ -40,6 +40,10 @@ class Pseudonymising(Protocol):
         """The pseudonym of a session id."""
         ...
 
+    def device(self, device_id: str) -> str:
+        """The pseudonym of a device id."""
+        ...
+
 
 class FormatModule(Protocol):
     """What a format module provides (``export_batch`` is optional)."""

@@ -110,6 +110,7 @@ ITEM_COLUMNS: tuple[Column, ...] = (
         "Keyed pseudonym of the participant (stable across exports; not reversible).",
     ),
     Column("session_pseudonym", "string", "", "", "Keyed pseudonym of the session (class)."),
+    Column("device_pseudonym", "string", "", "", "Keyed pseudonym of the device."),
     Column("config", "string", "", "", "The pipeline config the run executed."),
     Column("safety_level", "string", "", "kids, teens, adults, research", "The run's age level."),
     Column(
@@ -221,6 +222,7 @@ _RUN_FIXED: tuple[Column, ...] = (
     Column("parts", "integer", "", ">= 1", "How many rows the run spans."),
     Column("user_pseudonym", "string", "", "", "Keyed pseudonym of the participant."),
     Column("session_pseudonym", "string", "", "", "Keyed pseudonym of the session (class)."),
+    Column("device_pseudonym", "string", "", "", "Keyed pseudonym of the device."),
     Column("config", "string", "", "", "The pipeline config the run executed."),
     Column("safety_level", "string", "", "kids, teens, adults, research", "The run's age level."),
     Column(
@@ -570,6 +572,7 @@ def item_rows(record: ExecutionRecord, guard: Guard = neutralise) -> Iterator[li
             1,
             record.user_pseudonym,
             record.session_pseudonym,
+            record.device_pseudonym,
             record.config_name,
             record.safety_level,
             item.stage,
@@ -613,6 +616,7 @@ def run_rows(record: ExecutionRecord, guard: Guard = neutralise) -> Iterator[lis
         1,
         record.user_pseudonym,
         record.session_pseudonym,
+        record.device_pseudonym,
         record.config_name,
         record.safety_level,
         type_name(record.status),

@@ -147,6 +147,7 @@ def _header(element: etree._Element, header: Header) -> None:
     _text(element, "safety-level", header.safety_level or None)
     _text(element, "user-pseudonym", header.user_pseudonym or None)
     _text(element, "session-pseudonym", header.session_pseudonym or None)
+    _text(element, "device-pseudonym", header.device_pseudonym or None)
     _text(element, "started-at", header.started_at)
     _text(element, "ended-at", header.ended_at or None)
     if header.duration_ms is not None:

@@ -51,6 +51,7 @@ class RunBody(BaseModel):
     safety_level: str = Field(default="kids", json_schema_extra={"enum": list(SAFETY_LEVELS)})
     user_id: str | None = Field(default=None, max_length=128, description="Stored, never shown.")
     session_id: str | None = Field(default=None, max_length=128, description="Stored, never shown.")
+    device_id: str | None = Field(default=None, max_length=128, description="Stored, never shown.")
     language: str | None = Field(default=None, description="The prompt's language code.")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
@@ -147,6 +148,7 @@ _FILTERS = [
         "safety_level", {"type": "string", "enum": list(SAFETY_LEVELS)}, "Only this safety level."
     ),
     _query("session_id", _TEXT, "Only runs of this session (the raw id, as the class knows it)."),
+    _query("device_id", _TEXT, "Only runs from this device (the raw id the page made)."),
     _query("since", _TIME, "Runs started at or after this moment (ISO 8601, UTC by default)."),
     _query("until", _TIME, "Runs started before this moment (ISO 8601, UTC by default)."),
 ]

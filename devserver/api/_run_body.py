@@ -12,7 +12,16 @@ from ..pipeline._orchestrator import RunRequest
 from ..pipeline.safety import SAFETY_LEVELS
 from ._errors import ApiError
 
-FIELDS = ("config", "input", "safety_level", "user_id", "session_id", "language", "seed")
+FIELDS = (
+    "config",
+    "input",
+    "safety_level",
+    "user_id",
+    "session_id",
+    "device_id",
+    "language",
+    "seed",
+)
 MAX_ID_CHARS = 128
 MAX_SEED = 2**31 - 1
 #: The strictest safety level: the workshop's level when the server sets none.
@@ -31,6 +40,7 @@ class RunBody:
     request: RunRequest
     user_id: str | None
     session_id: str | None
+    device_id: str | None = None
     #: Whether the body named a safety level (else the workshop's applies).
     level_asked: bool = False
 
@@ -72,7 +82,7 @@ def parse_run_body(
         ApiError: 400 with a code naming the problem (``invalid_body``,
             ``unknown_field``, ``unknown_config``, ``invalid_input``,
             ``invalid_safety_level``, ``invalid_user_id``, ``invalid_session_id``,
-            ``invalid_language``, ``invalid_seed``).
+            ``invalid_device_id``, ``invalid_language``, ``invalid_seed``).
     """
     if not isinstance(body, dict):
         raise _bad("invalid_body", "The body must be a JSON object.")
@@ -120,5 +130,6 @@ def parse_run_body(
         request,
         _optional_id(body, "user_id"),
         _optional_id(body, "session_id"),
+        _optional_id(body, "device_id"),
         level_asked="safety_level" in body,
     )

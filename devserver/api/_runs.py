@@ -74,6 +74,7 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
             parsed.request,
             user_id=parsed.user_id,
             session_id=parsed.session_id,
+            device_id=parsed.device_id,
             level_set_by=set_by,
         )
     except ServiceUnavailable as exc:

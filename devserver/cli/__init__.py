@@ -111,8 +111,22 @@ def serve(host: str, port: int, threads: int | None, safety_level: str | None) -
     default=None,
     help="Random seed (random when omitted).",
 )
+@click.option("--user-id", default=None, help="The person's id (stored raw, shown pseudonymised).")
+@click.option(
+    "--session-id", default=None, help="The workshop's id (stored raw, shown pseudonymised)."
+)
+@click.option(
+    "--device-id", default=None, help="The device's id (stored raw, shown pseudonymised)."
+)
 def run_command(
-    config: str, text: str, safety_level: str | None, language: str | None, seed: int | None
+    config: str,
+    text: str,
+    safety_level: str | None,
+    language: str | None,
+    seed: int | None,
+    user_id: str | None,
+    session_id: str | None,
+    device_id: str | None,
 ) -> None:
     """Run CONFIG on TEXT in this process and print the journey as it happens."""
     from .._state import get_state
@@ -132,6 +146,14 @@ def run_command(
             body["language"] = language
         if seed is not None:
             body["seed"] = seed
+        # The same checks as over HTTP: an id given here obeys the same limits.
+        for name, value in (
+            ("user_id", user_id),
+            ("session_id", session_id),
+            ("device_id", device_id),
+        ):
+            if value is not None:
+                body[name] = value
         try:
             parsed = parse_run_body(
                 body,
@@ -144,7 +166,14 @@ def run_command(
         request = parsed.request
         # Whoever runs this command runs the server: any level, and the record says who chose it.
         set_by = "workshop" if request.safety_level == workshop else "command line"
-        run = Run(state.runs.new_tracker(request, level_set_by=set_by), request)
+        tracker = state.runs.new_tracker(
+            request,
+            user_id=parsed.user_id,
+            session_id=parsed.session_id,
+            device_id=parsed.device_id,
+            level_set_by=set_by,
+        )
+        run = Run(tracker, request)
         iterations = request.config.interception.iterations
         click.echo(
             f"Run {run.run_id}: {config}, safety level {request.safety_level}, seed {request.seed}"

@@ -41,7 +41,7 @@ from .._settings import (
     resolve,
 )
 from .._state import software_version
-from ..pipeline._journals import erase_user_journals, journal_census
+from ..pipeline._journals import erase_people_journals, journal_census
 from ..pipeline.safety import SAFETY_LEVELS
 from ..research._batch import BatchReport, BatchRequest, safe_file_name, stream_batch
 from ..research._queries import (
@@ -134,7 +134,8 @@ def _filter_options(command: Any) -> Any:
         click.option("--config", help="Only runs of this config."),
         click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status."),
         click.option("--safety-level", type=click.Choice(SAFETY_LEVELS), help="Only this level."),
-        click.option("--session-id", help="Only runs of this (raw) session id."),
+        click.option("--session-id", help="Only runs of this (raw) session id (a workshop)."),
+        click.option("--device-id", help="Only runs from this (raw) device id."),
         click.option("--since", help="Runs started at or after this ISO 8601 time (UTC)."),
         click.option("--until", help="Runs started before this ISO 8601 time (UTC)."),
     ]
@@ -240,6 +241,7 @@ def runs(
     status: str | None,
     safety_level: str | None,
     session_id: str | None,
+    device_id: str | None,
     since: str | None,
     until: str | None,
     limit: int,
@@ -247,7 +249,8 @@ def runs(
 ) -> None:
     """A table of stored runs, newest first (pseudonyms only)."""
     filters = _filters(config=config, status=status, safety_level=safety_level,
-                       session_id=session_id, since=since, until=until)  # fmt: skip
+                       session_id=session_id, device_id=device_id,
+                       since=since, until=until)  # fmt: skip
     with open_data_dir() as data:
         rows = data.store.list_runs(run_filter(filters), limit)
         if not rows:
@@ -360,13 +363,14 @@ def export(
     status: str | None,
     safety_level: str | None,
     session_id: str | None,
+    device_id: str | None,
     since: str | None,
     until: str | None,
 ) -> None:
     """Export RUN_ID in one format, or every run matching the filters into a ZIP (-o FILE.zip)."""
     info = _format(format_name)
     given = dict(config=config, status=status, safety_level=safety_level,
-                 session_id=session_id, since=since, until=until)  # fmt: skip
+                 session_id=session_id, device_id=device_id, since=since, until=until)  # fmt: skip
     if run_id is not None:
         if any(v is not None for v in given.values()):
             raise _usage("Filters select runs for a batch; leave them out when naming RUN_ID.")
@@ -464,44 +468,66 @@ def _erase_media(data: OpenData, run_ids: list[str]) -> int:
     return erased
 
 
-def _erase_waiting_copies(data: OpenData, user_id: str) -> tuple[int, int]:
-    """Erase quarantined, unwritten and dead processes' copies of ``user_id``'s runs;
+def _erase_waiting_copies(data: OpenData, people: RunFilter) -> tuple[int, int]:
+    """Erase quarantined, unwritten and dead processes' copies of the selected runs;
     count the ones still in flight."""
     erased = sum(
-        StoreSink(data.store, folder).erase_user(user_id)
+        StoreSink(data.store, folder).erase_people(people)
         for folder in (data.paths.quarantine, *data.paths.last_resort_dirs)
     )
-    journals, in_flight = erase_user_journals(data.paths.journal, user_id)
+    journals, in_flight = erase_people_journals(data.paths.journal, people)
     return erased + journals, in_flight
 
 
+def _whose(data: OpenData, people: RunFilter) -> str:
+    """Who is erased, in pseudonyms only (never the raw ids, which may name a child)."""
+    named = []
+    if people.user_id is not None:
+        named.append(data.pseudonymiser.user(people.user_id))
+    if people.session_id is not None:
+        named.append(data.pseudonymiser.session(people.session_id))
+    if people.device_id is not None:
+        named.append(data.pseudonymiser.device(people.device_id))
+    return " and ".join(named)
+
+
 @click.command("forget")
-@click.option("--user-id", required=True, help="The person's raw user id.")
+@click.option("--user-id", help="The person's raw user id.")
+@click.option("--session-id", help="A workshop's raw session id: every run of the workshop.")
+@click.option("--device-id", help="A device's raw id (the page's): every run from the device.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def forget(user_id: str, yes: bool) -> None:
-    """Erase every run of one person, with their media files (right to erasure)."""
-    if not user_id.strip():
-        raise _usage("--user-id must not be empty.")
+def forget(user_id: str | None, session_id: str | None, device_id: str | None, yes: bool) -> None:
+    """Erase every run of a person, a workshop or a device, with the media (right to erasure).
+
+    Several ids erase the runs that match all of them.
+    """
+    given = {"--user-id": user_id, "--session-id": session_id, "--device-id": device_id}
+    if all(value is None for value in given.values()):
+        raise _usage("Name whose runs to erase: --user-id, --session-id or --device-id.")
+    for option, value in given.items():
+        if value is not None and not value.strip():
+            raise _usage(f"{option} must not be empty.")
+    people = RunFilter(user_id=user_id, session_id=session_id, device_id=device_id)
     with open_data_dir() as data:
-        pseudonym = data.pseudonymiser.user(user_id)
-        count = data.store.count(RunFilter(user_id=user_id))
+        whose = _whose(data, people)
+        count = data.store.count(people)
         if count == 0:
-            waiting, in_flight = _erase_waiting_copies(data, user_id)
+            waiting, in_flight = _erase_waiting_copies(data, people)
             if waiting or in_flight:
-                click.echo(f"Erased {waiting} unfinished copy(ies) of runs of {pseudonym}.")
+                click.echo(f"Erased {waiting} unfinished copy(ies) of runs of {whose}.")
                 _warn_in_flight(in_flight)
                 return
-            raise _nothing(f"No stored run belongs to this person ({pseudonym}).")
+            raise _nothing(f"No stored run belongs to this person, workshop or device ({whose}).")
         if not yes:
             click.confirm(
-                f"Erase {count} run(s) of {pseudonym} and their media files? This cannot be undone",
+                f"Erase {count} run(s) of {whose} and their media files? This cannot be undone",
                 abort=True,
                 err=True,
             )
-        run_ids = data.store.delete_user(user_id)
+        run_ids = data.store.delete_people(people)
         folders = _erase_media(data, run_ids)
-        waiting, in_flight = _erase_waiting_copies(data, user_id)
-    click.echo(f"Erased {len(run_ids)} run(s) of {pseudonym} and {folders} media folder(s)"
+        waiting, in_flight = _erase_waiting_copies(data, people)
+    click.echo(f"Erased {len(run_ids)} run(s) of {whose} and {folders} media folder(s)"
                + (f", and {waiting} unfinished copy(ies)" if waiting else "") + ":")  # fmt: skip
     for run_id in run_ids:
         click.echo(f"  {run_id}")
@@ -511,7 +537,7 @@ def forget(user_id: str, yes: bool) -> None:
 def _warn_in_flight(in_flight: int) -> None:
     if in_flight:
         click.echo(
-            f"{in_flight} run(s) of this person are still in progress; run forget again once "
+            f"{in_flight} of the run(s) to erase are still in progress; run forget again once "
             "they have ended.",
             err=True,
         )

@@ -23,10 +23,10 @@ from execution_history import (
     DamagedRunLog,
     Journal,
     RecordStore,
+    RunFilter,
     RunLog,
     is_run_id,
     journal_files,
-    journal_user,
 )
 
 logger = logging.getLogger("devserver")
@@ -189,6 +189,17 @@ def erase_user_journals(root: Path, user_id: str) -> tuple[int, int]:
     """Delete the journals dead processes left of ``user_id``'s runs (right to erasure).
 
     Returns:
+        as ``erase_people_journals``.
+    """
+    return erase_people_journals(root, RunFilter(user_id=user_id))
+
+
+def erase_people_journals(root: Path, filters: RunFilter) -> tuple[int, int]:
+    """Delete the journals dead processes left of the runs of a person, device or workshop.
+
+    Only the user, session and device ids of ``filters`` select.
+
+    Returns:
         (journals erased, runs of this user still in flight in a living process,
         which are left alone: their process would write them again).
     """
@@ -197,7 +208,8 @@ def erase_user_journals(root: Path, user_id: str) -> tuple[int, int]:
         alive = process_alive(folder)
         for path in journal_files(folder):
             try:
-                if journal_user(path) != user_id:
+                header = _journal_header(path)
+                if not filters.matches_people(header.user_id, header.session_id, header.device_id):
                     continue
             except (OSError, DamagedRunLog):
                 continue
@@ -208,6 +220,18 @@ def erase_user_journals(root: Path, user_id: str) -> tuple[int, int]:
                     path.unlink()
                     erased += 1
     return erased, in_flight
+
+
+def _journal_header(path: Path) -> RunLog:
+    """The header (ids, config) of the journal file ``path``, without its items.
+
+    Raises:
+        OSError: the file cannot be read.
+        DamagedRunLog: its first line is not a run-log header.
+    """
+    with path.open(encoding="ascii", errors="replace") as handle:
+        first = handle.readline()
+    return RunLog.from_lines([first])
 
 
 def process_alive(folder: Path) -> bool:

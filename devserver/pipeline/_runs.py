@@ -186,6 +186,7 @@ class RunService:
         *,
         user_id: str | None = None,
         session_id: str | None = None,
+        device_id: str | None = None,
         level_set_by: str | None = None,
     ) -> Tracker:
         """A tracker for one run of ``request`` (the no-op tracker when tracking is off)."""
@@ -197,6 +198,7 @@ class RunService:
             safety_level_set_by=level_set_by,
             user_id=user_id,
             session_id=session_id,
+            device_id=device_id,
             finaliser=self.finaliser,
             software_version=self.software_version,
             model_versions=self.model_versions,
@@ -214,6 +216,7 @@ class RunService:
         *,
         user_id: str | None = None,
         session_id: str | None = None,
+        device_id: str | None = None,
         level_set_by: str | None = None,
     ) -> Run:
         """Start ``request`` on the pool.
@@ -228,7 +231,11 @@ class RunService:
                 f"All {self.capacity} run slots are taken; try again shortly.", retry_after_s=2
             )
         tracker = self.new_tracker(
-            request, user_id=user_id, session_id=session_id, level_set_by=level_set_by
+            request,
+            user_id=user_id,
+            session_id=session_id,
+            device_id=device_id,
+            level_set_by=level_set_by,
         )
         run = Run(tracker, request)
         if not run.tracker.accept():

@@ -2,7 +2,7 @@
 
 A cursor carries the position (``started_at``, ``run_id``) of the last row of
 a page *and* the filters of the query, so a ``next`` link is just
-``?cursor=…&limit=…``: a raw ``session_id`` that a researcher filtered by
+``?cursor=…&limit=…``: a raw ``session_id`` or ``device_id`` that a researcher filtered by
 never appears in an answer, not even inside a link. The payload is encrypted
 with HMAC-SHA256 in counter mode (a keystream from a pseudo-random function,
 with a random nonce per cursor) and authenticated with a second HMAC key

@@ -13,7 +13,15 @@ from execution_history import Pseudonymiser, RunFilter, RunRow, RunStatus
 from ..pipeline.safety import SAFETY_LEVELS
 
 #: The filters of ``GET /api/runs``, ``/api/stats`` and ``/api/exports`` (and the CLI).
-FILTER_NAMES = ("config", "status", "safety_level", "session_id", "since", "until")
+FILTER_NAMES = (
+    "config",
+    "status",
+    "safety_level",
+    "session_id",
+    "device_id",
+    "since",
+    "until",
+)
 STATUSES = tuple(str(s) for s in RunStatus)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -122,16 +130,19 @@ def run_filter(filters: Mapping[str, str]) -> RunFilter:
         status=filters.get("status"),
         safety_level=filters.get("safety_level"),
         session_id=filters.get("session_id"),
+        device_id=filters.get("device_id"),
         since=datetime.fromisoformat(since) if since else None,
         until=datetime.fromisoformat(until) if until else None,
     )
 
 
 def public_filters(filters: Mapping[str, str], pseudonymiser: Pseudonymiser) -> dict[str, str]:
-    """``filters`` safe to show: a raw session id is replaced by its pseudonym."""
+    """``filters`` safe to show: raw session and device ids are replaced by their pseudonyms."""
     shown = dict(filters)
     if "session_id" in shown:
         shown["session_pseudonym"] = pseudonymiser.session(shown.pop("session_id"))
+    if "device_id" in shown:
+        shown["device_pseudonym"] = pseudonymiser.device(shown.pop("device_id"))
     return shown
 
 
@@ -167,6 +178,9 @@ def list_entry(row: RunRow, pseudonymiser: Pseudonymiser) -> dict[str, Any]:
         "user_pseudonym": pseudonymiser.user(row.user_id) if row.user_id is not None else None,
         "session_pseudonym": (
             pseudonymiser.session(row.session_id) if row.session_id is not None else None
+        ),
+        "device_pseudonym": (
+            pseudonymiser.device(row.device_id) if row.device_id is not None else None
         ),
         "started_at": row.started_at,
         "ended_at": row.ended_at,

@@ -147,6 +147,9 @@ def call_json(base: str, method: str, path: str, body: Any = None, **kw: Any) ->
 
 # ----------------------------------------------------------------------- server
 
+#: The checkout whose code the tests run (the folder holding ``devserver/``).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
 
 def server_env(
     data_dir: Path, tmp_dir: Path, *, pseudonym_key: bool = True, **extra: str
@@ -170,6 +173,11 @@ def server_env(
         # Last-resort copies (``$TMPDIR/devserver-unwritten``) stay inside the test's folder.
         TMPDIR=str(tmp_dir),
         PYTHONUNBUFFERED="1",
+        # The console script imports the package from wherever it was installed (another
+        # checkout, for a shared virtualenv): the checkout under test must come first.
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(_CHECKOUT), os.environ.get("PYTHONPATH", "")) if p
+        ),
     )
     if pseudonym_key:
         env["DEVSERVER_PSEUDONYM_KEY"] = "fault-matrix-pseudonym-key-0123456789"

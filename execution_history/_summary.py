@@ -30,8 +30,9 @@ def derive_status(item_types: Iterable[object], finished: bool) -> RunStatus:
 
     Returns:
         ``error`` if a pipeline error was recorded, else ``blocked`` for a
-        stage-1 block, ``partial`` when some output was blocked or failed,
-        ``success`` otherwise; ``running`` while not finished.
+        stage-1 block; when some output was blocked or failed, ``no_output``
+        if not one output was made, else ``partial``; ``success`` otherwise;
+        ``running`` while not finished.
     """
     seen = set(item_types)
     if ItemType.PIPELINE_ERROR in seen:
@@ -41,7 +42,8 @@ def derive_status(item_types: Iterable[object], finished: bool) -> RunStatus:
     if not finished:
         return RunStatus.RUNNING
     if ItemType.STAGE3_BLOCKED in seen or ItemType.OUTPUT_FAILED in seen:
-        return RunStatus.PARTIAL
+        # A run that made nothing is not "partly" done: a child saw no output at all.
+        return RunStatus.PARTIAL if seen & OUTPUT_ITEM_TYPES else RunStatus.NO_OUTPUT
     return RunStatus.SUCCESS
 
 

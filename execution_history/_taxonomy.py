@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 
 #: Bumped whenever an item type, media type or record field is added or changes meaning.
-TAXONOMY_VERSION = "1.0"
+TAXONOMY_VERSION = "1.1"
 
 
 class Stage(IntEnum):
@@ -75,7 +75,10 @@ class RunStatus(StrEnum):
 
     RUNNING = "running"
     SUCCESS = "success"
-    PARTIAL = "partial"  # finished, some outputs blocked or failed
+    PARTIAL = "partial"  # finished, some outputs made, some blocked or failed
+    # finished, but not one output made: each was blocked (stage 3) or failed (stage 4);
+    # the stage summary's blocks and failures say which (taxonomy 1.1, docs/taxonomy.md)
+    NO_OUTPUT = "no_output"
     BLOCKED = "blocked"  # stopped at stage 1
     ERROR = "error"
     INCOMPLETE = "incomplete"  # recovered from the journal after the process died

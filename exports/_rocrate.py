@@ -95,6 +95,7 @@ _STATUS = {
 _RUN_STATUS = {
     "success": "http://schema.org/CompletedActionStatus",
     "partial": "http://schema.org/CompletedActionStatus",
+    "no_output": "http://schema.org/FailedActionStatus",
     "blocked": "http://schema.org/FailedActionStatus",
     "error": "http://schema.org/FailedActionStatus",
     "incomplete": "http://schema.org/FailedActionStatus",

@@ -98,7 +98,8 @@ def run_pipeline(
         media_dir: the run's media folder (created when the first output is made).
 
     Returns:
-        ``RunStatus.SUCCESS``, ``PARTIAL`` or ``BLOCKED`` (the tracker derives the same).
+        ``RunStatus.SUCCESS``, ``PARTIAL``, ``NO_OUTPUT`` or ``BLOCKED`` (the tracker
+        derives the same).
 
     Raises:
         BackendError: a backend failed in stage 1 or 2 (recorded as ``pipeline_error``).
@@ -117,7 +118,9 @@ def run_pipeline(
                 made = _output(tracker, request, pipeline, final, final_item, j, output, media_dir)
                 if not made:
                     skipped += 1
-        return RunStatus.PARTIAL if skipped else RunStatus.SUCCESS
+        if not skipped:
+            return RunStatus.SUCCESS
+        return RunStatus.PARTIAL if skipped < len(request.config.outputs) else RunStatus.NO_OUTPUT
 
 
 def _stage1(

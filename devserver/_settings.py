@@ -38,6 +38,9 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
     "MAX_BODY_BYTES": ("DEVSERVER_MAX_BODY_BYTES", 1 << 20),
     "SAFETY_LEVEL": ("DEVSERVER_SAFETY_LEVEL", "kids"),
+    "WORKSHOP": ("DEVSERVER_WORKSHOP", None),
+    "RECORDING_NOTICE": ("DEVSERVER_RECORDING_NOTICE", None),
+    "JOURNEY_STEP_MS": ("DEVSERVER_JOURNEY_STEP_MS", "900"),
     "EXPORT_LICENCE": ("DEVSERVER_EXPORT_LICENCE", None),
     "EXPORT_ORGANISATION": ("DEVSERVER_EXPORT_ORGANISATION", None),
     "EXPORT_ORGANISATION_URL": ("DEVSERVER_EXPORT_ORGANISATION_URL", None),
@@ -96,6 +99,14 @@ class Settings:
     #: ``organisation``, ``organisation_url``; only those that are set). A format uses the
     #: ones it knows (the RO-Crate); docs/exports.md gives the defaults.
     export_options: dict[str, str]
+    #: The workshop the page sends as each run's ``session_id`` unless its link names
+    #: one (``/?workshop=…``); None: runs carry no workshop.
+    workshop: str | None = None
+    #: The notice the page shows that runs are recorded for research; None: the page's
+    #: own text in its language.
+    recording_notice: str | None = None
+    #: Milliseconds the page waits between two steps of a journey (0: all at once).
+    journey_step_ms: int = 900
 
     @property
     def data(self) -> DataDir:
@@ -115,6 +126,34 @@ def _safety_level(config: Mapping[str, Any]) -> str:
         raise SettingsError(
             f"DEVSERVER_SAFETY_LEVEL must be one of {', '.join(SAFETY_LEVELS)}, not {value!r}"
         )
+    return value
+
+
+#: Longest workshop name (the API's limit on a session id) and recording notice.
+MAX_WORKSHOP_CHARS = 128
+MAX_NOTICE_CHARS = 500
+
+
+def _optional_text(config: Mapping[str, Any], key: str, most: int) -> str | None:
+    """A text setting: None when unset or blank; too long or unencodable stops the start."""
+    value = str(config.get(key) or "").strip()
+    if not value:
+        return None
+    name = ENVIRONMENT[key][0]
+    if len(value) > most:
+        raise SettingsError(f"{name} must be at most {most} characters, not {len(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SettingsError(f"{name} must be valid text (it holds a lone surrogate)") from None
+    return value
+
+
+def _step_ms(config: Mapping[str, Any]) -> int:
+    """The journey's pace: a whole number of milliseconds from 0 to 10000."""
+    value: int = _number(config, "JOURNEY_STEP_MS", int, 0)
+    if value > 10_000:
+        raise SettingsError(f"DEVSERVER_JOURNEY_STEP_MS must be at most 10000, not {value}")
     return value
 
 
@@ -257,6 +296,9 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         research_token_file=token_file,
         pseudonym_key=str(key),
         export_options=_export_options(config),
+        workshop=_optional_text(config, "WORKSHOP", MAX_WORKSHOP_CHARS),
+        recording_notice=_optional_text(config, "RECORDING_NOTICE", MAX_NOTICE_CHARS),
+        journey_step_ms=_step_ms(config),
         feed=FeedSettings(
             poll_s=_number(config, "FEED_POLL_S", float, _POSITIVE),
             heartbeat_s=_number(config, "FEED_HEARTBEAT_S", float, _POSITIVE),

@@ -36,10 +36,19 @@ def favicon() -> WerkzeugResponse:
 @bp.get("/")
 def index() -> Response:
     """The page where a child starts a run and watches its journey (docs/ui.md)."""
-    workshop = get_state().settings.safety_level
+    settings = get_state().settings
+    workshop = settings.safety_level
     # The workshop's level and the stricter ones: the page offers no way to loosen it.
     levels = SAFETY_LEVELS[: SAFETY_LEVELS.index(workshop) + 1]
-    page = render_template("index.html", levels=levels, workshop_level=workshop)
+    page = render_template(
+        "index.html",
+        levels=levels,
+        workshop_level=workshop,
+        # Attribute values (escaped by the template): the page's script reads them.
+        workshop_name=settings.workshop or "",
+        recording_notice=settings.recording_notice or "",
+        step_ms=settings.journey_step_ms,
+    )
     response = Response(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Referrer-Policy"] = "no-referrer"

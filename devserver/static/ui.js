@@ -112,6 +112,47 @@
     label(live, key, args);
   }
 
+  // ------------------------------------------------------------------ device and workshop
+
+  const DEVICE_KEY = "journey-device";
+  const MAX_ID_CHARS = 128; // the API's limit on an id
+
+  // This device's random id: made once, kept in the browser, sent with every run so a
+  // researcher can tell runs of one device apart without knowing who used it. None when
+  // the browser keeps nothing (private mode): a new id per page would pretend a new device.
+  function deviceId() {
+    try {
+      const saved = localStorage.getItem(DEVICE_KEY);
+      if (saved && /^[0-9a-f]{32}$/.test(saved)) return saved;
+      const bytes = new Uint8Array(16);
+      crypto.getRandomValues(bytes); // works without HTTPS, unlike crypto.randomUUID
+      const made = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+      localStorage.setItem(DEVICE_KEY, made);
+      return localStorage.getItem(DEVICE_KEY) === made ? made : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // The workshop a teacher named: the link's (?workshop=4b) wins over the server's setting.
+  function workshop() {
+    const fromLink = new URL(window.location.href).searchParams.get("workshop");
+    const fromServer = $("recording-notice").dataset.workshop;
+    for (const name of [fromLink, fromServer]) {
+      const text = typeof name === "string" ? name.trim() : "";
+      if (text && text.length <= MAX_ID_CHARS) return text;
+    }
+    return null;
+  }
+
+  // The server's notice as the teacher wrote it, else the page's own in its language.
+  function showRecordingNotice() {
+    const notice = $("recording-notice");
+    const own = notice.dataset.notice;
+    if (own) notice.textContent = own;
+    else label(notice, "recordingNotice");
+  }
+
   // ------------------------------------------------------------------ configs and form
 
   let configs = [];
@@ -154,6 +195,16 @@
     box.hidden = false;
   }
 
+  // The ids sent with a run: only those known (an unknown one is left out, never made up).
+  function runIds() {
+    const ids = {};
+    const device = deviceId();
+    const session = workshop();
+    if (device) ids.device_id = device;
+    if (session) ids.session_id = session;
+    return ids;
+  }
+
   async function startRun(event) {
     event.preventDefault();
     const text = $("prompt").value.trim();
@@ -169,11 +220,11 @@
       const answer = await fetch("/api/runs", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({
+        body: JSON.stringify(Object.assign({
           config: $("config").value,
           input: text,
           safety_level: $("level").value,
-        }),
+        }, runIds())),
       });
       const body = await answer.json().catch(() => ({}));
       if (answer.status === 503) {
@@ -222,6 +273,13 @@
   }
 
   function resetJourney() {
+    if (run) {
+      run.stageNow = 0;
+      run.iterationsShown = 0;
+      run.endShown = false;
+    }
+    label($("run-step"), "stepStarting");
+    $("run-now").hidden = true;
     for (let n = 1; n <= 4; n += 1) {
       setStage(n, "pending");
       const body = stageBox(n).querySelector(".stage-body");
@@ -236,14 +294,23 @@
     titleStage4(null);
     $("downloads").hidden = true;
     $("download-list").replaceChildren();
-    label($("run-status"), "run_running");
+    label($("run-status"), run && run.ended ? "run_replay" : "run_running");
     $("journey").hidden = false;
   }
 
   function follow(runId, level) {
     stopFollowing();
     run = { id: runId, source: null, lastSeq: 0, ended: false, level: level || null,
-      retries: 0, timer: null, planned: null };
+      retries: 0, timer: null, planned: null, endData: null, endShown: false,
+      stageNow: 0, iterationsShown: 0 };
+    const current = run;
+    run.player = window.JourneyPlayer({
+      stepMs: stepMs(),
+      isStep: (entry) => STEPS.has(entry.type),
+      apply: (entry) => { if (run === current) show(entry); },
+      reset: () => { if (run === current) resetJourney(); },
+      changed: (state) => { if (run === current) playerChanged(state); },
+    });
     resetJourney();
     $("journey").focus({ preventScroll: false });
     connect();
@@ -251,6 +318,7 @@
 
   function stopFollowing() {
     if (!run) return;
+    run.player.stop();
     if (run.source) run.source.close();
     if (run.timer) clearTimeout(run.timer);
     run = null;
@@ -308,8 +376,91 @@
     let item;
     try { item = JSON.parse(event.data); } catch (e) { return; }
     run.lastSeq = seq;
-    const handler = HANDLERS[event.type];
-    if (handler) handler(item);
+    // Shown by the player, one step at a time, not as fast as the feed delivers.
+    run.player.push({ type: event.type, item });
+  }
+
+  // ------------------------------------------------------------------ the pace of the journey
+
+  // Items a child sees as a step of its own; the others (a stage's start, the run's end)
+  // are shown together with the step that follows them.
+  const STEPS = new Set([
+    "user_input_text", "user_input_image", "translation_result", "stage1_safety_check",
+    "stage1_blocked", "interception_iteration", "interception_final", "stage3_safety_check",
+    "stage3_blocked", "output_image", "output_audio", "output_music", "output_video",
+    "output_3d", "output_failed", "pipeline_error", "item",
+  ]);
+
+  // The pace the server sets (DEVSERVER_JOURNEY_STEP_MS); 0 shows every step at once.
+  function stepMs() {
+    const value = Number($("journey").dataset.stepMs);
+    return Number.isFinite(value) && value >= 0 ? value : 900;
+  }
+
+  function show(entry) {
+    const handler = HANDLERS[entry.type];
+    if (handler) handler(entry.item);
+    if (entry.type === "stage_transition") {
+      const to = Number(meta(entry.item).to_stage);
+      if (to >= 1 && to <= 4) run.stageNow = to;
+    }
+    if (entry.type === "interception_iteration") run.iterationsShown += 1;
+    if (STEPS.has(entry.type)) caption(entry);
+  }
+
+  function plannedIterations() {
+    const config = configs.find((c) => c.name === run.config);
+    return config && Number.isInteger(config.iterations) ? config.iterations : null;
+  }
+
+  // What the step just shown is, in words: "Übersetzung 3 von 8", "Schritt 3: …".
+  function caption(entry) {
+    const item = entry.item;
+    if (entry.type === "interception_iteration") {
+      const m = meta(item);
+      const n = item.stage_iteration === null ? run.iterationsShown : item.stage_iteration;
+      const planned = plannedIterations();
+      const kind = m.to_lang !== undefined ? "Translation" : "Transformation";
+      label($("run-step"), planned ? "step" + kind + "Of" : "step" + kind, { n, planned });
+      return;
+    }
+    const stage = Number(item.stage);
+    if (stage >= 1 && stage <= 4) label($("run-step"), "stepStage", { stage, name: { key: "stage" + stage } });
+  }
+
+  // With a slow backend the page has shown all it has: it says which step runs now.
+  function captionNow() {
+    const planned = plannedIterations();
+    const stage = run.stageNow;
+    if (stage === 2 && planned && run.iterationsShown < planned) {
+      const config = configs.find((c) => c.name === run.config);
+      const kind = config && config.interception && config.interception.kind === "stille_post"
+        ? "nowTranslation" : "nowTransformation";
+      label($("run-now"), kind, { n: run.iterationsShown + 1, planned });
+    } else if (stage >= 1 && stage <= 4) {
+      label($("run-now"), "nowStage", { stage, name: { key: "stage" + stage } });
+    } else {
+      label($("run-now"), "nowStarting");
+    }
+  }
+
+  function playerChanged(state) {
+    const finished = state.caughtUp && state.closed;
+    $("run-now").hidden = !(state.caughtUp && !state.closed && !run.ended);
+    if (!$("run-now").hidden) captionNow();
+    label($("player-position"), "playerPosition", { n: state.shown, total: state.total });
+    $("player-replay").disabled = !finished || state.total === 0;
+    $("player-back").disabled = state.shown <= 1;
+    $("player-forward").disabled = state.caughtUp;
+    $("player-all").disabled = state.caughtUp;
+    const pause = $("player-pause");
+    pause.disabled = finished;
+    label(pause, state.playing && !finished ? "playerPause" : "playerPlay");
+    pause.setAttribute("aria-pressed", String(!state.playing && !finished));
+    if (finished && run.endData && !run.endShown) {
+      run.endShown = true;
+      showEnd(run.endData);
+    }
   }
 
   function meta(item) {
@@ -504,12 +655,19 @@
     item() {},
   };
 
+  // The feed's end: kept until the player has shown every step, then shown.
   function finish(event) {
     const current = run;
     let body = {};
     try { body = JSON.parse(event.data); } catch (e) { body = {}; }
     current.ended = true;
     current.source.close();
+    current.endData = body;
+    current.player.close();
+  }
+
+  function showEnd(body) {
+    const current = run;
     const status = typeof body.status === "string" ? body.status : "error";
     const progress = body.progress || {};
     for (const stage of Array.isArray(progress.stages) ? progress.stages : []) {
@@ -525,9 +683,43 @@
         { done: iterations.done, planned: iterations.planned });
       list.append(note);
     }
-    label($("run-status"), "run_" + (TEXTS.en["run_" + status] ? status : "error"));
-    announce("run_" + (TEXTS.en["run_" + status] ? status : "error"));
+    const outcome = outcomeParts(status, progress.outputs);
+    if (outcome) {
+      // Each part is its own element, so switching the language re-renders all of them.
+      const box = $("run-status");
+      delete box.dataset.i18n; // the parts carry the texts now
+      delete box.dataset.i18nArgs;
+      box.replaceChildren();
+      for (const [key, args] of outcome) box.append(label(el("span", "outcome-part"), key, args), " ");
+      $("announcer").textContent = box.textContent;
+    } else {
+      label($("run-status"), "run_" + (TEXTS.en["run_" + status] ? status : "error"));
+      announce("run_" + (TEXTS.en["run_" + status] ? status : "error"));
+    }
     showDownloads(current);
+  }
+
+  // What became of the outputs, in words that match what happened: how many are here,
+  // how many the age check held back, how many could not be made, and what to try next.
+  // Null for runs where every output was made (or none was planned): the status says it.
+  function outcomeParts(status, outputs) {
+    if (status !== "partial" && status !== "no_output") return null;
+    const count = (name) => (outputs && Number.isInteger(outputs[name]) ? outputs[name] : 0);
+    const done = count("done");
+    const blocked = count("blocked");
+    const failed = count("failed");
+    const planned = outputs && Number.isInteger(outputs.planned) ? outputs.planned : done + blocked + failed;
+    const parts = [];
+    if (done > 0) parts.push([done === 1 ? "outcomeSomeOne" : "outcomeSome", { done, planned }]);
+    else parts.push(["outcomeNone", null]);
+    const level = levelName(run && run.level);
+    if (blocked === 1) parts.push(["outcomeBlockedOne", { level }]);
+    else if (blocked > 1) parts.push(["outcomeBlockedMany", { n: blocked, level }]);
+    if (failed === 1) parts.push(["outcomeFailedOne", null]);
+    else if (failed > 1) parts.push(["outcomeFailedMany", { n: failed }]);
+    // Nothing made: a blocked idea needs another idea; a failure may pass on a new try.
+    if (done === 0) parts.push([failed > 0 && blocked === 0 ? "outcomeTryAgain" : "outcomeTryIdea", null]);
+    return parts;
   }
 
   async function showDownloads(current) {
@@ -583,6 +775,17 @@
     }
     $("config").addEventListener("change", showConfigDescription);
     $("start-form").addEventListener("submit", startRun);
+    showRecordingNotice();
+    deviceId(); // made on the first visit, not only on the first run
+    const controls = { replay: "replay", back: "back", pause: null, forward: "forward", all: "all" };
+    for (const [name, action] of Object.entries(controls)) {
+      $("player-" + name).addEventListener("click", () => {
+        if (!run) return;
+        if (action) run.player[action]();
+        else if (run.player.state().playing) run.player.pause();
+        else run.player.play();
+      });
+    }
     loadConfigs();
     const id = runFromUrl();
     if (id) follow(id, null);

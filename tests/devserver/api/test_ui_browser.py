@@ -53,7 +53,10 @@ def _require_browser() -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A real server for the page (shipped configs plus ``mixed``, the scripted backend)."""
     _require_browser()
-    yield from serve_app(tmp_path_factory.mktemp("ui"), {"FEED_HEARTBEAT_S": 1.0})
+    # A quick pace: these tests are about what is shown, test_ui_journey.py about the pace.
+    yield from serve_app(
+        tmp_path_factory.mktemp("ui"), {"FEED_HEARTBEAT_S": 1.0, "JOURNEY_STEP_MS": 40}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from flask import Flask
 from devserver import create_app, get_state
 from devserver.cli._serve import make_server, run_until_stopped, server_url
 from devserver.pipeline._configs import shipped_configs_dir
-from devserver.pipeline.backends import LocalBackend, TextResult
+from devserver.pipeline.backends import BackendError, LocalBackend, MediaResult, TextResult
 from execution_history import ExecutionTracker, ItemType
 
 from ..conftest import MIXED
@@ -46,6 +46,8 @@ class ScriptedBackend(LocalBackend):
         super().__init__()
         self.delay_s = 0.0
         self.fail_seeds: set[int] = set()
+        #: Images of these widths fail as a backend would (outputs that cannot be made).
+        self.fail_widths: set[int] = set()
         self._gates: dict[int, tuple[threading.Event, threading.Event]] = {}
         # Runs started by a browser have random seeds: those are held by a word in the text
         # (the glossary translator passes unknown words through every step unchanged).
@@ -76,6 +78,15 @@ class ScriptedBackend(LocalBackend):
         if self.delay_s:
             time.sleep(self.delay_s)
         return super().translate(text, from_lang, to_lang, seed)
+
+    def generate_image(
+        self, prompt: str, path: Path, *, width: int, height: int, seed: int, steps: int
+    ) -> MediaResult:
+        if width in self.fail_widths:
+            raise BackendError(f"no image model for width {width}")
+        return super().generate_image(
+            prompt, path, width=width, height=height, seed=seed, steps=steps
+        )
 
 
 @dataclass
@@ -144,14 +155,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     yield from serve_app(tmp_path_factory.mktemp("feed"), FEED_CONFIG)
 
 
-def serve_app(folder: Path, extra: dict[str, Any]) -> Iterator[Served]:
-    """Serve a fresh app on ``folder`` until the generator is closed (for module fixtures)."""
+def serve_app(
+    folder: Path, extra: dict[str, Any], configs_more: tuple[dict[str, Any], ...] = ()
+) -> Iterator[Served]:
+    """Serve a fresh app on ``folder`` until the generator is closed (for module fixtures).
+
+    ``configs_more``: pipeline configs served beside the shipped ones and ``mixed``.
+    """
     import os
     import shutil
 
     configs = folder / "configs"
     shutil.copytree(shipped_configs_dir(), configs)
-    (configs / "mixed.json").write_text(json.dumps(MIXED), encoding="utf-8")
+    for config in (MIXED, *configs_more):
+        (configs / f"{config['name']}.json").write_text(json.dumps(config), encoding="utf-8")
     backend = ScriptedBackend()
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("DEVSERVER_")}
     try:

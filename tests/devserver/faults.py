@@ -321,7 +321,7 @@ def wait_until(check: Any, timeout: float, message: str, interval: float = 0.05)
 
 
 #: How a run can end (``incomplete``: recovered after its process died).
-ENDED = frozenset({"success", "partial", "blocked", "error", "incomplete"})
+ENDED = frozenset({"success", "partial", "no_output", "blocked", "error", "incomplete"})
 
 
 def health(served: Served) -> dict[str, Any] | None:

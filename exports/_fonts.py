@@ -12,6 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 __all__ = [
+    "BOLD_FACES",
+    "FONT_CHAIN",
     "FONT_DIR",
     "REPLACEMENT",
     "FontSet",
@@ -33,7 +35,8 @@ REPLACEMENT = "\ufffd"
 # Arabic shaper emits), Hebrew, Armenian, Georgian and many symbols. Then one Noto font per
 # script DejaVu lacks, Droid Sans Fallback for Chinese, Japanese and Korean, and two
 # monochrome symbol fonts for emoji. Adding a script = adding a (name, file) pair here.
-_CHAIN: tuple[tuple[str, str], ...] = (
+#: (reportlab name, file) of every bundled font, in fallback order; the DOCX uses it too.
+FONT_CHAIN: tuple[tuple[str, str], ...] = (
     ("DejaVuSans", "DejaVuSans.ttf"),
     ("NotoSansDevanagari", "NotoSansDevanagari-Regular.ttf"),
     ("NotoSansBengali", "NotoSansBengali-Regular.ttf"),
@@ -55,7 +58,10 @@ _CHAIN: tuple[tuple[str, str], ...] = (
     ("NotoSansSymbols2", "NotoSansSymbols2-Regular.ttf"),
 )
 # Bold faces that are bundled; every other font is its own bold (keeps the PDF small).
-_BOLD: Mapping[str, tuple[str, str]] = {"DejaVuSans": ("DejaVuSans-Bold", "DejaVuSans-Bold.ttf")}
+#: Regular font name to (bold name, bold file), for the fonts with a bundled bold face.
+BOLD_FACES: Mapping[str, tuple[str, str]] = {
+    "DejaVuSans": ("DejaVuSans-Bold", "DejaVuSans-Bold.ttf")
+}
 
 # Line breaks of every flavour become "\n", which markup() turns into <br/>.
 _NEWLINES = re.compile("\r\n|[\r\v\f\x85\u2028\u2029]")
@@ -194,7 +200,7 @@ def _load() -> FontSet:
     coverage: dict[str, frozenset[int]] = {}
     owner: dict[int, str] = {}
     bold_of: dict[str, str] = {}
-    for name, filename in _CHAIN:
+    for name, filename in FONT_CHAIN:
         path = FONT_DIR / filename
         font = TTFont(name, str(path))
         pdfmetrics.registerFont(font)
@@ -205,7 +211,7 @@ def _load() -> FontSet:
         coverage[name] = cmap
         for cp in cmap:
             owner.setdefault(cp, name)
-        bold_name, bold_file = _BOLD.get(name, (name, filename))
+        bold_name, bold_file = BOLD_FACES.get(name, (name, filename))
         if bold_name != name:
             pdfmetrics.registerFont(TTFont(bold_name, str(FONT_DIR / bold_file)))
             files[bold_name] = FONT_DIR / bold_file
@@ -218,11 +224,11 @@ def _load() -> FontSet:
         )
     if ord(REPLACEMENT) not in owner:
         raise OSError(f"no bundled font in {FONT_DIR} has U+FFFD; the installation is broken")
-    regular = _CHAIN[0][0]
+    regular = FONT_CHAIN[0][0]
     return FontSet(
         regular=regular,
         bold=bold_of[regular],
-        fallbacks=tuple(name for name, _ in _CHAIN),
+        fallbacks=tuple(name for name, _ in FONT_CHAIN),
         bold_of=MappingProxyType(bold_of),
         files=MappingProxyType(files),
         owner=MappingProxyType(owner),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC
 from pathlib import Path
 
 import docx
@@ -67,7 +68,9 @@ def test_docx_tables_hold_metadata_and_stage_summary(
     run_table = {row.cells[0].text: row.cells[1].text for row in document.tables[0].rows}
     assert run_table["Run id"] == finished_record.run_id
     assert run_table["Status"] == "partial"
-    assert run_table["Started"].endswith(" UTC")
+    started = finished_record.started_at.astimezone(UTC).isoformat(timespec="microseconds")
+    assert run_table["Started"] == started.replace("+00:00", "Z")
+    assert run_table["Started"].endswith("Z")
     summary = document.tables[1]
     assert summary.rows[0].cells[0].text == "Stage"
     assert [row.cells[0].text for row in summary.rows[1:]] == ["1", "2", "3", "4"]

@@ -44,6 +44,7 @@ from ._journey import (
     summary_rows,
     type_name,
 )
+from ._pdf_bidi import paragraph as text_paragraph
 from ._text import sanitise
 from ._timefmt import utc_iso
 
@@ -448,7 +449,7 @@ class _StoryBuilder:
     def _pieces(self, value: str, style: Any) -> None:
         if value:
             for piece in split_paragraphs(value, _PIECE_CHARS):
-                self.add(self.para(markup(piece) or "&nbsp;", style))
+                self.add(text_paragraph(piece, style))
 
     def pairs(self, rows: Sequence[tuple[str, str]], *, columns: int = 2) -> None:
         """A compact label/value table; ``columns`` pairs side by side per row.
@@ -464,12 +465,12 @@ class _StoryBuilder:
         cells: list[Any] = []
         for label, value in rows:
             if _fits_cell(label, 80) and _fits_cell(value, _CELL_CHARS):
-                cells.append(self.para(markup(label), self.s.cell_key))
-                cells.append(self.para(markup(value), self.s.cell))
+                cells.append(text_paragraph(label, self.s.cell_key))
+                cells.append(text_paragraph(value, self.s.cell))
                 continue
             overflow.append((label, value))
             short = label if _fits_cell(label, 80) else label[:60] + "…"
-            cells.append(self.para(markup(short), self.s.cell_key))
+            cells.append(text_paragraph(short, self.s.cell_key))
             cells.append(
                 self.para(
                     f"<i>{len(value):,} characters, printed in full below</i>", self.s.cell_note
@@ -504,7 +505,7 @@ class _StoryBuilder:
 
         data = [[self.para(markup(h), self.s.cell_head) for h in head]]
         for row in rows:
-            data.append([self.para(markup(_clip(v, _CELL_CHARS)), self.s.cell) for v in row])
+            data.append([text_paragraph(_clip(v, _CELL_CHARS), self.s.cell) for v in row])
         table = Table(data, colWidths=[w * _FRAME_W for w in widths], hAlign="LEFT", repeatRows=1)
         table.setStyle(self.s.grid)
         self.add(table)

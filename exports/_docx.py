@@ -331,9 +331,9 @@ def _embed_fonts(
                 document.part.package,
             )
             r_id = table_part.relate_to(part, _RT_FONT)
-            entry.append(
-                entry.makeelement(_W + f"embed{face}", {_R + "id": r_id, _W + "fontKey": key})
-            )
+            # subsetted: the office must not rely on it for characters typed later
+            attributes = {_R + "id": r_id, _W + "fontKey": key, _W + "subsetted": "1"}
+            entry.append(entry.makeelement(_W + f"embed{face}", attributes))
     table_part._blob = etree.tostring(
         table, xml_declaration=True, encoding="UTF-8", standalone=True
     )

@@ -181,7 +181,7 @@ def _utc_naive(moment: datetime) -> datetime:
 def _describe(document: DocxDocument, record: ExecutionRecord) -> None:
     """Core and app properties from the record and this software; no template leftovers.
 
-    Title, subject, identifier (run id), created (run start), modified (run end,
+    Title (config and run id), subject, identifier (run id), created (run start), modified (run end,
     or start while the run has none), creator and last modified by (this software
     and version). The template's author, description, keywords and category are
     emptied, its thumbnail part dropped, its app properties ("Microsoft Macintosh
@@ -190,7 +190,9 @@ def _describe(document: DocxDocument, record: ExecutionRecord) -> None:
     from docx.opc.part import Part
 
     core = document.core_properties
-    core.title = sanitise(document_title(record))
+    # the run id too: a folder of exports is told apart by title in any file browser
+    title = document_title(record)
+    core.title = sanitise(title if not record.config_name else f"{title}, run {record.run_id}")
     core.subject = sanitise(
         f"Run {record.run_id} of the {record.config_name or 'unknown'} pipeline"
     )

@@ -179,7 +179,7 @@ def test_core_properties_describe_the_run_and_this_software(
     """Title, subject, identifier, times and authorship come from the record, not the template."""
     data = export_bytes(finished_record, "docx", media_dir)
     core = reopen(data).core_properties
-    assert core.title == "Execution record: stillepost"
+    assert core.title == f"Execution record: stillepost, run {finished_record.run_id}"
     assert finished_record.run_id in core.subject and core.identifier == finished_record.run_id
     expected = f"execution-history {importlib.metadata.version('execution-history')}"
     assert core.author == core.last_modified_by == expected

@@ -5,9 +5,13 @@ with a heading per stage (Stille Post iterations as a numbered sequence, each
 output config as its own section from its safety verdict to its media), then
 the integrity block. Every page has a footer with the run id and "Page n of m".
 
-Untrusted text (prompts, model output, metadata, even ids) only ever reaches
-reportlab's paragraph markup through ``_fonts.markup``, which escapes it and
-picks a bundled font with glyphs for every character. Long texts are cut into
+What is said about items and the run (verdicts, fields, times) comes from
+``_journey``; this module only lays it out. Untrusted text (prompts, model
+output, metadata, even ids) only ever reaches reportlab's paragraph markup
+through ``_fonts.markup``, which escapes it and picks a bundled font with glyphs
+for every character; item texts and table cells go through
+``_pdf_bidi.paragraph``, which wraps right-to-left text in reading order before
+reordering each line for display. Long texts are cut into
 paragraphs of a few thousand characters so they flow across pages; table cells
 only hold bounded text, longer values are printed in full below their table, so
 no flowable is ever taller than a page (reportlab's ``LayoutError``).

@@ -40,14 +40,51 @@ def _tool(name: str) -> str:
     return path
 
 
-def convert(data: bytes, tmp_path: Path) -> Path:
-    """The DOCX ``data`` converted to PDF by headless LibreOffice in a private HOME."""
+def _office_fonts_only(tmp_path: Path) -> dict[str, str]:
+    """Environment for a fontconfig that sees only LibreOffice's own OpenSymbol.
+
+    LibreOffice does not start without any font; with just its own symbol font every
+    letter it draws must come from the fonts embedded in the document. Empty when
+    OpenSymbol cannot be found: then the machine's fonts stay visible (on a machine
+    without CJK and emoji fonts the test still proves those are embedded).
+    """
+    fc_match = shutil.which("fc-match")
+    if fc_match is None:
+        return {}
+    found = subprocess.run(
+        [fc_match, "-f", "%{family}\n%{file}", "OpenSymbol"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout.splitlines()
+    if len(found) != 2 or "OpenSymbol" not in found[0]:
+        return {}
+    config = tmp_path / "fonts.conf"
+    config.write_text(
+        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
+        f"<dir>{Path(found[1]).parent}</dir><cachedir>{tmp_path / 'fc-cache'}</cachedir>"
+        "</fontconfig>",
+        encoding="utf-8",
+    )
+    return {"FONTCONFIG_FILE": str(config)}
+
+
+def convert(data: bytes, tmp_path: Path, *, only_embedded_fonts: bool = False) -> Path:
+    """The DOCX ``data`` converted to PDF by headless LibreOffice in a private HOME.
+
+    With ``only_embedded_fonts``, fontconfig shows LibreOffice no font of the machine
+    but its own OpenSymbol (see ``_office_fonts_only``).
+    """
     soffice = _tool("soffice")
     source = tmp_path / "run.docx"
     source.write_bytes(data)
     out_dir = tmp_path / "out"
     home = tmp_path / "home"
     home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    if only_embedded_fonts:
+        env.update(_office_fonts_only(tmp_path))
     result = subprocess.run(
         [
             soffice,
@@ -64,7 +101,7 @@ def convert(data: bytes, tmp_path: Path) -> Path:
         text=True,
         timeout=240,
         check=False,
-        env={**os.environ, "HOME": str(home)},
+        env=env,
     )
     pdf = out_dir / "run.pdf"
     assert result.returncode == 0, result.stderr
@@ -85,7 +122,9 @@ def test_docx_converts_to_pdf_in_libreoffice(
     finished_record: ExecutionRecord, media_dir: Path, tmp_path: Path
 ) -> None:
     """LibreOffice opens the DOCX and writes a PDF that pypdf reads, text included."""
-    pdf = convert(export_bytes(finished_record, "docx", media_dir), tmp_path)
+    pdf = convert(
+        export_bytes(finished_record, "docx", media_dir), tmp_path, only_embedded_fonts=True
+    )
     reader = PdfReader(pdf, strict=True)
     assert len(reader.pages) >= 2
     text = "\n".join(page.extract_text() for page in reader.pages)
@@ -110,12 +149,13 @@ def test_docx_converts_to_pdf_in_libreoffice(
 @pytest.mark.libreoffice
 @pytest.mark.slow
 def test_german_chinese_arabic_and_emoji_render_from_embedded_fonts(tmp_path: Path) -> None:
-    """On a machine without CJK or emoji fonts, LibreOffice draws every character.
+    """With none of the machine's fonts, LibreOffice draws every character.
 
-    pdffonts: every font of the rendered PDF is embedded, among them the DOCX's
-    embedded Droid Sans Fallback (CJK) and a symbol font for the emoji (this machine
-    has neither installed: fc-list would show them). pdftotext gives back each text,
-    with no U+FFFD and no NUL (what a missing glyph extracts as).
+    LibreOffice sees only its own OpenSymbol (``_office_fonts_only``), so each
+    glyph must come from the fonts the DOCX embeds. pdffonts: every font of the
+    rendered PDF is embedded, among them DejaVu Sans and Droid Sans Fallback (CJK)
+    from the DOCX. pdftotext gives back each text, with no U+FFFD and no NUL (what
+    a missing glyph extracts as).
     """
     tracker = ExecutionTracker("stillepost")
     with tracker, tracker.stage(1):
@@ -123,12 +163,15 @@ def test_german_chinese_arabic_and_emoji_render_from_embedded_fonts(tmp_path: Pa
         tracker.log_translation(CHINESE, from_lang="de", to_lang="zh")
         tracker.log_translation(ARABIC, from_lang="zh", to_lang="ar")
         tracker.log_translation(f"Emoji {EMOJI}", from_lang="ar", to_lang="de")
-    pdf = convert(export_bytes(tracker.finalize(), "docx"), tmp_path)
+    restricted = bool(_office_fonts_only(tmp_path))
+    pdf = convert(export_bytes(tracker.finalize(), "docx"), tmp_path, only_embedded_fonts=True)
     fonts = _run("pdffonts", str(pdf)).splitlines()[2:]
     assert fonts
     names = [line.split()[0] for line in fonts]
     assert all(line.split()[-5] == "yes" for line in fonts), fonts  # the "emb" column
     assert any(name.endswith("+DroidSansFallback") for name in names), names
+    if restricted:  # nothing else was there to draw the Latin and Arabic text with
+        assert any(name.endswith("+DejaVuSans") for name in names), names
     text = _run("pdftotext", str(pdf), "-").translate(_BIDI_MARKS)
     for expected in (GERMAN, CHINESE, ARABIC, EMOJI):
         assert expected in text

@@ -50,6 +50,10 @@ class HttpServer:
         self.asgi = AsgiApp(app, threads)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family, backlog=2048)
+        # Accepted connections inherit it: a response goes out as its headers and then its
+        # body, and without it the body waits for the client's delayed ACK (about 40 ms a
+        # request, measured with the research API bench).
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host, self.port = self.socket.getsockname()[:2]
         config = uvicorn.Config(
             self.asgi,
@@ -61,6 +65,9 @@ class HttpServer:
             log_level="warning",
             access_log=False,
             server_header=False,
+            # Idle keep-alive connections live this long (uvicorn's default is 5 s): a
+            # tablet that posts a run every few seconds keeps its connection.
+            timeout_keep_alive=15,
         )
         self.server = uvicorn.Server(config)
 

@@ -102,8 +102,9 @@ def test_sequence_numbers_count_from_one_in_order() -> None:
     [
         ("ok", RunStatus.SUCCESS),
         ("stage1_block", RunStatus.BLOCKED),
-        ("stage3_block", RunStatus.PARTIAL),
-        ("output_failed", RunStatus.PARTIAL),
+        # The run's one output was blocked or failed: nothing made (taxonomy 1.1).
+        ("stage3_block", RunStatus.NO_OUTPUT),
+        ("output_failed", RunStatus.NO_OUTPUT),
     ],
 )
 def test_status_is_derived_from_what_was_logged(script: str, status: RunStatus) -> None:

@@ -42,7 +42,7 @@ def test_the_workshops_level_applies_when_a_run_names_none_and_blocks_violence(
 ) -> None:
     record = _record(client, _post(client))
     assert (record["safety_level"], record["safety_level_set_by"]) == ("kids", "workshop")
-    assert record["status"] in ("blocked", "partial")
+    assert record["status"] in ("blocked", "partial", "no_output")
     assert any(i["item_type"] == "stage3_blocked" for i in record["items"])
 
 

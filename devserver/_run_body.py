@@ -17,6 +17,12 @@ MAX_ID_CHARS = 128
 MAX_SEED = 2**31 - 1
 #: The strictest safety level: the workshop's level when the server sets none.
 DEFAULT_SAFETY_LEVEL = "kids"
+#: What ``str.strip()`` removes, as the inside of a regex class (``\\uXXXX`` escapes read
+#: alike by Python, JSON Schema validators and browsers).
+SPACE_CLASS = "".join(f"\\u{c:04x}" for c in range(0x3001) if chr(c).isspace())
+#: Something besides white space: the rule for ``input`` and the ids, as /api/openapi.json
+#: publishes it (unanchored: the text contains such a character).
+NOT_BLANK = f"[^{SPACE_CLASS}]"
 
 
 def less_protective(level: str, than: str) -> bool:

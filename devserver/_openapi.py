@@ -160,7 +160,16 @@ def _errors(*statuses: int) -> dict[str, Any]:
         501: "The format's libraries are not installed on this server.",
         503: "Busy or shutting down; see Retry-After.",
     }
-    return {str(s): _json("ErrorBody", reasons[s]) for s in statuses}
+    answers = {str(s): _json("ErrorBody", reasons[s]) for s in statuses}
+    if 401 in statuses:  # _auth.check_research_token sends the challenge with every 401
+        answers["401"]["headers"] = {
+            "WWW-Authenticate": {
+                "required": True,
+                "schema": {"type": "string", "const": 'Bearer realm="research"'},
+                "description": "The Bearer challenge.",
+            }
+        }
+    return answers
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:

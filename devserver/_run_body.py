@@ -117,6 +117,9 @@ def parse_run_body(
             "invalid_language", f"'language' must be one of: {', '.join(sorted(languages))}."
         )
     seed = body.get("seed")
+    if isinstance(seed, float) and seed.is_integer():
+        # JSON has one kind of number: 7.0 is the integer 7 to JSON Schema (and to the spec).
+        seed = int(seed)
     if seed is None:
         seed = secrets.randbelow(MAX_SEED + 1)
     elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:

@@ -103,7 +103,8 @@ def what_the_schema_cannot_say(app: Flask, case: Any) -> None:
         except QueryError:
             del query["until"]
     if "cursor" in query:
-        filters = parse_filters({k: str(v) for k, v in query.items() if k not in ("cursor", "limit")})
+        given = {k: str(v) for k, v in query.items() if k not in ("cursor", "limit")}
+        filters = parse_filters(given)
         key = app.extensions["devserver"].settings.pseudonym_key
         query["cursor"] = CursorCodec(key).encode(POSITION, filters)
 
@@ -131,7 +132,8 @@ def call(app: Flask, base: str, session: requests.Session, case: Any) -> list[st
     except FailureGroup as group:
         curl = case.as_curl_command(headers=headers)
         sent = f"query {case.query!r}, headers {sorted(case.headers or {})}"
-        return [f"{case.operation.label}: {f.title}: {f.message} -- {sent} -- {curl}" for f in group.exceptions]
+        label = case.operation.label
+        return [f"{label}: {f.title}: {f.message} -- {sent} -- {curl}" for f in group.exceptions]
     return []
 
 

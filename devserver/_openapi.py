@@ -19,6 +19,7 @@ import execution_history
 from execution_history import RUN_ID_PATTERN, ExecutionRecord
 
 from ._api_downloads import FormatList
+from ._api_events import LARGEST_SEQUENCE
 from ._api_health import HealthAnswer
 from ._api_research import RunList, StatsAnswer
 from ._cursor import MAX_CURSOR_CHARS
@@ -220,7 +221,7 @@ _FILTERS = [
 ]
 _RESEARCH: dict[str, Any] = {"security": [{"researchToken": []}]}
 #: A sequence number of the feed: the server reads up to 18 digits (_api_events._SEQUENCE).
-_SEQUENCE = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+_SEQUENCE = {"type": "integer", "minimum": 0, "maximum": LARGEST_SEQUENCE}
 _FORMAT = {"type": "string", "minLength": 1}
 
 

@@ -40,7 +40,7 @@ from .research_support import bearer, live_server, seed_runs
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 #: Starting runs costs real pipeline work, and the feed of a running run streams until it
 #: ends: fewer of those.
-SLOW = {"startRun": 4, "streamEvents": 4}
+SLOW = {"startRun": max(EXAMPLES // 10, 4), "streamEvents": max(EXAMPLES // 4, 4)}
 #: Stateful scenarios (each a chain of up to STEPS calls following the spec's links).
 SCENARIOS = max(EXAMPLES // 2, 5)
 STEPS = 6

@@ -165,6 +165,22 @@ def test_the_feed_takes_up_to_18_digits_and_the_spec_says_so(
     assert header["in"] == "header" and header["schema"] == schema
     response = client.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": huge})
     assert response.status_code == 400
+    for since in (" 5", "5 "):  # the spec's integer has no blanks around it
+        response = client.get(f"/api/runs/{run_id}/events", query_string={"since": since})
+        assert response.status_code == 400, since
+
+
+def test_a_bad_since_is_refused_even_when_last_event_id_wins(
+    app: Flask, client: FlaskClient
+) -> None:
+    # Found by the stateful fuzzing: a valid header used to hide whatever ?since= held.
+    run_id = seed_runs(app, 1, with_media=False).records[0].run_id
+    url = f"/api/runs/{run_id}/events?since=" + "2" * 34
+    response = client.get(url, headers={"Last-Event-ID": "3"})
+    assert response.status_code == 400 and error_code(response) == "invalid_since"
+    response = client.get(f"/api/runs/{run_id}/events?since=1", headers={"Last-Event-ID": "3"})
+    assert response.status_code == 200
+    response.close()
 
 
 # ----------------------------------------------------------------- starting runs

@@ -53,8 +53,9 @@ def resume_point() -> int:
     # Both are checked even when the header wins: a bad ?since= is refused, not ignored
     # (the spec says what since takes, whatever else the request carries).
     since = _sequence("since", request.args.get("since", "0"))
-    header = request.headers.get("Last-Event-ID", "").strip()
-    return _sequence("Last-Event-ID", header) if header else since
+    header = request.headers.get("Last-Event-ID")
+    # A browser sends the header only with an id to resume after: an empty one is refused.
+    return _sequence("Last-Event-ID", header.strip()) if header is not None else since
 
 
 def _sequence(name: str, value: str) -> int:

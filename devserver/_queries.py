@@ -135,10 +135,10 @@ def parse_limit(text: str | None) -> int:
     """
     if text is None:
         return DEFAULT_LIMIT
-    stripped = text.strip()
-    if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > 4:
+    # Exactly what the spec's integer 1..500 allows: no blanks, no sign, ASCII digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > 4:
         raise QueryError(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
-    limit = int(stripped)
+    limit = int(text)
     if not 1 <= limit <= MAX_LIMIT:
         raise QueryError(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
     return limit

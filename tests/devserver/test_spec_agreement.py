@@ -168,6 +168,18 @@ def test_the_feed_takes_up_to_18_digits_and_the_spec_says_so(
     for since in (" 5", "5 "):  # the spec's integer has no blanks around it
         response = client.get(f"/api/runs/{run_id}/events", query_string={"since": since})
         assert response.status_code == 400, since
+    response = client.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": ""})
+    assert response.status_code == 400  # an empty header is no integer either
+
+
+@pytest.mark.parametrize(("limit", "status"), [("1", 200), ("500", 200), (" 5", 400), ("+5", 400)])
+def test_limit_is_the_specs_integer(
+    app: Flask, client: FlaskClient, spec: dict[str, Any], limit: str, status: int
+) -> None:
+    response = client.get("/api/runs", query_string={"limit": limit}, headers=bearer(app))
+    assert response.status_code == status
+    schema = parameter(spec, "/api/runs", "limit")["schema"]
+    assert schema == {"type": "integer", "minimum": 1, "maximum": 500}
 
 
 def test_a_bad_since_is_refused_even_when_last_event_id_wins(

@@ -37,7 +37,7 @@ from devserver._queries import QueryError, parse_filters
 from .research_support import bearer, live_server, seed_runs
 
 #: Examples per operation and generation mode.
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "80"))
 #: Starting runs costs real pipeline work, and the feed of a running run streams until it
 #: ends: fewer of those.
 SLOW = {"startRun": max(EXAMPLES // 10, 4), "streamEvents": max(EXAMPLES // 4, 4)}
@@ -65,7 +65,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, st
     finally:
         app.extensions["devserver"].close()
         os.environ.update(saved)
-        print(f"\nschemathesis cases sent (FUZZ_EXAMPLES={EXAMPLES}): {dict(SENT)}")
+        single = sum(n for k, n in SENT.items() if not k.startswith("stateful"))
+        stateful = sum(n for k, n in SENT.items() if k.startswith("stateful "))
+        print(
+            f"\nschemathesis (FUZZ_EXAMPLES={EXAMPLES}): {single} single cases, {stateful} "
+            f"stateful calls; {dict(sorted(SENT.items()))}"
+        )
 
 
 def load_schema(app: Flask) -> Any:
@@ -199,6 +204,8 @@ def test_stateful_runs_follow_the_links_and_agree(served: tuple[Flask, str]) -> 
         def before_call(self, case: Any) -> None:
             what_the_schema_cannot_say(app, case)
             SENT[f"stateful {case.operation.label}"] += 1
+            if case.meta is not None:
+                SENT[f"stateful, {case.meta.generation.mode.value}"] += 1
             if (case.path_parameters or {}).get("run_id") in issued:
                 followed[name_of(case.operation)] += 1
 

@@ -49,6 +49,10 @@ POSITION = ("2024-05-01T08:00:00.000000Z", "0" * 32)
 #: Requests sent per test, printed at the end of the module (pytest -s shows it).
 SENT: Counter[str] = Counter()
 
+# The suite's 300 s per test guards against hangs at the default size; a big manual run
+# (FUZZ_EXAMPLES in the thousands) needs more, in proportion.
+pytestmark = pytest.mark.timeout(max(300, EXAMPLES))
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, str]]:

@@ -110,6 +110,10 @@ class _Exchange:
                     break
                 if message["type"] == "http.response.start":
                     started = True
+                    if not self.body_done and _has_body(self.scope):
+                        # Answered before the body was read (a 413, say): the connection
+                        # closes after the answer instead of reading a body nobody wants.
+                        message["headers"] = [*message["headers"], (b"connection", b"close")]
                     watcher = self._watch()
                 await self.send(message)
             await view
@@ -223,6 +227,8 @@ class _Body:
     def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
         self._buffer = bytearray()
+        self._received = 0
+        self._declared = _declared_length(exchange.scope)
 
     def _more(self) -> bool:
         exchange = self._exchange
@@ -238,8 +244,12 @@ class _Body:
             exchange.body_done = True
             exchange.client_gone = True
             return False
-        self._buffer.extend(message.get("body", b""))
-        exchange.body_done = not message.get("more_body", False)
+        chunk = message.get("body", b"")
+        self._buffer.extend(chunk)
+        self._received += len(chunk)
+        exchange.body_done = not message.get("more_body", False) or (
+            self._declared is not None and self._received >= self._declared
+        )
         return True
 
     def read(self, size: int = -1) -> bytes:
@@ -270,6 +280,27 @@ class _Body:
 
     def __iter__(self) -> Any:
         return iter(self.readline, b"")
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, when it declares one that is a number."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request declares a body (a length above 0, or chunks)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and value.strip() not in (b"0", b""):
+            return True
+        if name == b"transfer-encoding":
+            return True
+    return False
 
 
 async def _received(receive: Receive) -> Message:

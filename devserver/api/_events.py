@@ -19,6 +19,8 @@ from ._errors import ApiError
 bp = Blueprint("events", __name__, url_prefix="/api/runs")
 
 _SEQUENCE = re.compile(r"[0-9]{1,18}")
+#: The largest sequence number taken (/api/openapi.json publishes it as the maximum).
+LARGEST_SEQUENCE = 10**18 - 1
 
 
 def resume_point() -> int:
@@ -28,15 +30,21 @@ def resume_point() -> int:
     reconnection, while the URL keeps whatever ``since`` it was opened with.
 
     Raises:
-        ApiError: 400 when the value is not a whole number ≥ 0.
+        ApiError: 400 when either is not a whole number ≥ 0 of at most 18 digits.
     """
-    header = request.headers.get("Last-Event-ID", "").strip()
-    if header:
-        value, name = header, "Last-Event-ID"
-    else:
-        value, name = request.args.get("since", "0").strip(), "since"
+    # Both are checked even when the header wins: a bad ?since= is refused, not ignored
+    # (the spec says what since takes, whatever else the request carries).
+    since = _sequence("since", request.args.get("since", "0"))
+    header = request.headers.get("Last-Event-ID")
+    # A browser sends the header only with an id to resume after: an empty one is refused.
+    return _sequence("Last-Event-ID", header.strip()) if header is not None else since
+
+
+def _sequence(name: str, value: str) -> int:
     if not _SEQUENCE.fullmatch(value):
-        raise ApiError(400, "invalid_since", f"'{name}' must be a whole number from 0 on.")
+        raise ApiError(
+            400, "invalid_since", f"'{name}' must be a whole number from 0 to {LARGEST_SEQUENCE}."
+        )
     return int(value)
 
 

@@ -12,18 +12,29 @@ import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, json
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 import execution_history
+import exports
 from execution_history import RUN_ID_PATTERN, ExecutionRecord
 
 from .._state import get_state, software_version
 from ..pipeline.safety import SAFETY_LEVELS
-from ..research._queries import CONFIG_NAME, DEFAULT_LIMIT, MAX_FILTER_CHARS, MAX_LIMIT, STATUSES
+from ..research._cursor import MAX_CURSOR_CHARS
+from ..research._queries import (
+    CONFIG_NAME,
+    DEFAULT_LIMIT,
+    MAX_FILTER_CHARS,
+    MAX_LIMIT,
+    MOMENT,
+    STATUSES,
+)
 from ._downloads import FormatList
+from ._events import LARGEST_SEQUENCE
 from ._health import HealthAnswer
 from ._research import RunList, StatsAnswer
+from ._run_body import MAX_ID_CHARS, MAX_SEED, NOT_BLANK, SPACE_CLASS
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -44,16 +55,27 @@ class ErrorBody(BaseModel):
 
 
 class RunBody(BaseModel):
-    """The body of ``POST /api/runs``."""
+    """The body of ``POST /api/runs``; the server refuses any other field (400)."""
+
+    model_config = ConfigDict(extra="forbid")  # additionalProperties: false, as parse_run_body
 
     config: str = Field(description="A config name from /api/configs.")
-    input: str = Field(description="The child's prompt.", min_length=1)
+    # maxLength and the NUL rule are set per server in _components (MAX_INPUT_CHARS).
+    input: str = Field(description="The child's prompt; not only white space, no NUL.")
     safety_level: str = Field(default="kids", json_schema_extra={"enum": list(SAFETY_LEVELS)})
-    user_id: str | None = Field(default=None, max_length=128, description="Stored, never shown.")
-    session_id: str | None = Field(default=None, max_length=128, description="Stored, never shown.")
-    device_id: str | None = Field(default=None, max_length=128, description="Stored, never shown.")
+    # Ids: at most MAX_ID_CHARS characters, not only white space (_run_body._optional_id).
+    user_id: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, pattern=NOT_BLANK, description="Stored, never shown."
+    )
+    session_id: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, pattern=NOT_BLANK, description="Stored, never shown."
+    )
+    device_id: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, pattern=NOT_BLANK, description="Stored, never shown."
+    )
+    # The enum is this server's backend's languages, set in _components.
     language: str | None = Field(default=None, description="The prompt's language code.")
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
 
 class RunStarted(BaseModel):
@@ -89,12 +111,22 @@ def _models() -> list[type[BaseModel]]:
     return models
 
 
-def _components(configs: list[str]) -> dict[str, Any]:
+def _components(configs: list[str], languages: list[str], max_input_chars: int) -> dict[str, Any]:
     pairs = [(model, "serialization") for model in _models()]
     _, top = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     schemas = dict(top.get("$defs", {}))
+    body = schemas["RunBody"]["properties"]
     if configs:  # this server's configs: generated clients (and fuzzers) can start real runs
-        schemas["RunBody"]["properties"]["config"]["enum"] = configs
+        body["config"]["enum"] = configs
+    # What parse_run_body takes, per server: a prompt of at most MAX_INPUT_CHARS characters,
+    # without NUL, not only white space; a language the backend knows (none: only null).
+    body["input"].update(
+        minLength=1,
+        maxLength=max_input_chars,
+        pattern=f"^[^\\u0000]*[^{SPACE_CLASS}\\u0000][^\\u0000]*$",
+    )
+    language = [{"type": "string", "enum": languages}] if languages else []
+    body["language"]["anyOf"] = [*language, {"type": "null"}]
     return schemas
 
 
@@ -104,6 +136,28 @@ def _ref(name: str) -> dict[str, Any]:
 
 def _json(name: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _links_to_run(pointer: str) -> dict[str, Any]:
+    """OpenAPI links from an answer naming a run (at JSON ``pointer``) to the run's GET routes.
+
+    They tell clients (and stateful fuzzers) where a run id can be used next, so a
+    generated sequence reaches real runs instead of random ids.
+    """
+    targets = {
+        "GetRun": "getRun",
+        "GetProgress": "getProgress",
+        "StreamEvents": "streamEvents",
+        "ExportRun": "exportRun",
+    }
+    return {
+        name: {"operationId": operation, "parameters": {"run_id": f"$response.body#{pointer}"}}
+        for name, operation in targets.items()
+    }
+
+
+def _with_links(response: dict[str, Any], pointer: str) -> dict[str, Any]:
+    return {**response, "links": _links_to_run(pointer)}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -118,7 +172,16 @@ def _errors(*statuses: int) -> dict[str, Any]:
         501: "The format's libraries are not installed on this server.",
         503: "Busy or shutting down; see Retry-After.",
     }
-    return {str(s): _json("ErrorBody", reasons[s]) for s in statuses}
+    answers = {str(s): _json("ErrorBody", reasons[s]) for s in statuses}
+    if 401 in statuses:  # _auth.check_research_token sends the challenge with every 401
+        answers["401"]["headers"] = {
+            "WWW-Authenticate": {
+                "required": True,
+                "schema": {"type": "string", "const": 'Bearer realm="research"'},
+                "description": "The Bearer challenge.",
+            }
+        }
+    return answers
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -138,9 +201,20 @@ _RUN_ID = {
     "schema": {"type": "string", "pattern": f"^{RUN_ID_PATTERN}$"},
     "description": "32 lowercase hex characters.",
 }
-_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_CHARS}
+_TEXT = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_FILTER_CHARS,
+    "pattern": "^[^\\u0000]*$",
+}
 _CONFIG_NAME = {"type": "string", "pattern": f"^{CONFIG_NAME.pattern}$"}
-_TIME = {"type": "string", "format": "date-time"}
+# The server's own pattern (_queries.MOMENT), not "format: date-time": it also takes a date
+# alone and a time without offset (UTC), and it refuses years before 1970.
+_TIME = {"type": "string", "pattern": f"^{MOMENT.pattern}$"}
+_WINDOW = (
+    " 'until' must be later than 'since' (400 otherwise: 'until' is exclusive, so "
+    "since == until would select nothing)."
+)
 _FILTERS = [
     _query("config", _CONFIG_NAME, "Only runs of this config."),
     _query("status", {"type": "string", "enum": list(STATUSES)}, "Only runs with this status."),
@@ -149,10 +223,23 @@ _FILTERS = [
     ),
     _query("session_id", _TEXT, "Only runs of this session (the raw id, as the class knows it)."),
     _query("device_id", _TEXT, "Only runs from this device (the raw id the page made)."),
-    _query("since", _TIME, "Runs started at or after this moment (ISO 8601, UTC by default)."),
-    _query("until", _TIME, "Runs started before this moment (ISO 8601, UTC by default)."),
+    _query(
+        "since",
+        _TIME,
+        "Runs started at or after this moment (ISO 8601, UTC by default; a date alone is "
+        "midnight UTC)." + _WINDOW,
+    ),
+    _query("until", _TIME, "Runs started before this moment (ISO 8601, UTC by default)." + _WINDOW),
 ]
 _RESEARCH: dict[str, Any] = {"security": [{"researchToken": []}]}
+#: A sequence number of the feed: the server reads up to 18 digits (_api_events._SEQUENCE).
+_SEQUENCE = {"type": "integer", "minimum": 0, "maximum": LARGEST_SEQUENCE}
+_FORMAT = {"type": "string", "minLength": 1}
+
+
+def _download_types() -> list[str]:
+    """The media types downloads of one run are sent with: those of the registered formats."""
+    return sorted({info.media_type for info in exports.formats()})
 
 
 def _operations() -> dict[tuple[str, str], dict[str, Any]]:
@@ -177,15 +264,20 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Start a run",
             "operationId": "startRun",
             "parameters": [
-                _query("wait", {"type": "boolean"}, "Answer when the run has ended."),
+                _query(
+                    "wait",
+                    {"type": "boolean"},
+                    "true: answer when the run has ended; false (the default): at once. "
+                    "Any other value is refused (400 invalid_wait).",
+                ),
             ],
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": _ref("RunBody")}},
             },
             "responses": {
-                "200": _json("RunStarted", "The run ended (with ?wait=true)."),
-                "202": _json("RunStarted", "The run started."),
+                "200": _with_links(_json("RunStarted", "It ended (with ?wait=true)."), "/run_id"),
+                "202": _with_links(_json("RunStarted", "The run started."), "/run_id"),
                 **_errors(400, 403, 413, 503),
             },
         },
@@ -200,9 +292,22 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                     {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
                     f"Runs per page (default {DEFAULT_LIMIT}).",
                 ),
-                _query("cursor", {"type": "string"}, "From a previous page's 'next' link."),
+                _query(
+                    "cursor",
+                    {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_CURSOR_CHARS,
+                        "pattern": "^[A-Za-z0-9_-]+$",
+                    },
+                    "From a previous page's 'next' link, as it was given (400 bad_cursor for "
+                    "any other). Filters sent with it must be the cursor's own, or left out.",
+                ),
             ],
-            "responses": {"200": _json("RunList", "A page."), **_errors(400, 401, 403)},
+            "responses": {
+                "200": _with_links(_json("RunList", "A page."), "/runs/0/run_id"),
+                **_errors(400, 401, 403),
+            },
         },
         ("/api/runs/{run_id}", "get"): {
             "summary": "A run's record (pseudonymised)",
@@ -228,7 +333,15 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "operationId": "streamEvents",
             "parameters": [
                 _RUN_ID,
-                _query("since", {"type": "integer", "minimum": 0}, "Resume after this sequence."),
+                _query("since", _SEQUENCE, "Resume after this sequence number."),
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": _SEQUENCE,
+                    "description": "Resume after this sequence number (wins over 'since'); "
+                    "a browser's EventSource sends it when it reconnects.",
+                },
             ],
             "responses": {
                 "200": {"description": "An event stream", "content": {"text/event-stream": {}}},
@@ -256,14 +369,17 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                     "name": "format",
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "string"},
+                    "schema": _FORMAT,
                     "description": "A name from /api/formats.",
                 },
             ],
             "responses": {
                 "200": {
-                    "description": "The file, as an attachment, with an ETag.",
-                    "content": {"application/octet-stream": {}},
+                    "description": "The file, as an attachment, with an ETag; its media type "
+                    "is the format's (/api/formats).",
+                    # Each format's own Content-Type, as the download sends it (found by the
+                    # stateful fuzzing, which reached finished runs: a .docx is not octet-stream).
+                    "content": {media_type: {} for media_type in _download_types()},
                 },
                 "304": {"description": "Not modified (If-None-Match)."},
                 **_errors(404, 409, 501),
@@ -297,7 +413,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                     "name": "format",
                     "in": "query",
                     "required": True,
-                    "schema": {"type": "string"},
+                    "schema": _FORMAT,
                     "description": "A name from /api/formats.",
                 },
                 *_FILTERS,
@@ -346,6 +462,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         An OpenAPI 3.1 document as a dict.
     """
     present = routes(app)
+    state = get_state(app)
     paths: dict[str, dict[str, Any]] = {}
     for (path, method), operation in _operations().items():
         if (path, method) in present:
@@ -363,7 +480,11 @@ def build_spec(app: Flask) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _components(sorted(get_state(app).configs)),
+            "schemas": _components(
+                sorted(state.configs),
+                sorted(getattr(state.backend, "languages", ())),
+                state.settings.max_input_chars,
+            ),
             "securitySchemes": {
                 "researchToken": {
                     "type": "http",

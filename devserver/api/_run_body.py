@@ -26,6 +26,12 @@ MAX_ID_CHARS = 128
 MAX_SEED = 2**31 - 1
 #: The strictest safety level: the workshop's level when the server sets none.
 DEFAULT_SAFETY_LEVEL = "kids"
+#: What ``str.strip()`` removes, as the inside of a regex class (``\\uXXXX`` escapes read
+#: alike by Python, JSON Schema validators and browsers).
+SPACE_CLASS = "".join(f"\\u{c:04x}" for c in range(0x3001) if chr(c).isspace())
+#: Something besides white space: the rule for ``input`` and the ids, as /api/openapi.json
+#: publishes it (unanchored: the text contains such a character).
+NOT_BLANK = f"[^{SPACE_CLASS}]"
 
 
 def less_protective(level: str, than: str) -> bool:
@@ -121,6 +127,9 @@ def parse_run_body(
             "invalid_language", f"'language' must be one of: {', '.join(sorted(languages))}."
         )
     seed = body.get("seed")
+    if isinstance(seed, float) and seed.is_integer():
+        # JSON has one kind of number: 7.0 is the integer 7 to JSON Schema (and to the spec).
+        seed = int(seed)
     if seed is None:
         seed = secrets.randbelow(MAX_SEED + 1)
     elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:

@@ -19,7 +19,9 @@ from ._run_body import less_protective, parse_run_body
 
 bp = Blueprint("runs", __name__, url_prefix="/api/runs")
 
-_TRUE = {"1", "true", "yes", "on"}
+#: ``?wait=`` as OpenAPI serialises a boolean; anything else is refused, not read as false
+#: (``?wait=yes`` used to start a run and answer at once, which was not what was asked).
+_WAIT = {"true": True, "false": False}
 
 
 def _links(run_id: str) -> dict[str, str]:
@@ -38,6 +40,20 @@ def _summary_answer(summary: RunSummary) -> dict[str, Any]:
     return summary.to_json(media_url)
 
 
+def _wait() -> bool:
+    """``?wait=``: ``true`` or ``false``, given at most once; absent is false.
+
+    Raises:
+        ApiError: 400 ``invalid_wait`` for any other value, before a run is started.
+    """
+    given = request.args.getlist("wait")
+    if not given:
+        return False
+    if len(given) > 1 or given[0] not in _WAIT:
+        raise ApiError(400, "invalid_wait", "'wait' must be true or false, given once.")
+    return _WAIT[given[0]]
+
+
 @bp.post("")
 def start_run() -> tuple[Response, int, dict[str, str]]:
     """Validate the body and start the run; ``?wait=true`` answers when it has ended.
@@ -46,6 +62,7 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
     ``summary`` (or 202 when the run outlasts the wait timeout).
     """
     state = get_state()
+    wait = _wait()
     body = request.get_json(silent=True)
     workshop = state.settings.safety_level
     parsed = parse_run_body(
@@ -87,7 +104,7 @@ def start_run() -> tuple[Response, int, dict[str, str]]:
         "status": "running",
         "links": _links(run.run_id),
     }
-    if request.args.get("wait", "").lower() in _TRUE:
+    if wait:
         try:
             result: RunResult = run.future.result(timeout=state.settings.wait_timeout_s)
         except concurrent.futures.TimeoutError:

@@ -31,6 +31,28 @@ _MAX_TIME_CHARS = 64
 #: The names configs may have (devserver/_configs.py).
 CONFIG_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
+# The moments ``since`` and ``until`` take, written out so that /api/openapi.json can
+# publish the very same pattern: a generated client (or a fuzzer) then knows exactly what
+# is accepted, including that there is no 30 February. Years 1970 to 9998 (the store
+# compares fixed-width text, and a moment late in 9998 with an offset stays in 4 digits).
+# ASCII classes only: ``\d`` would take other scripts' digits.
+_YEAR = r"(?:19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+_LEAP_YEAR = (
+    r"(?:19(?:7[26]|8[048]|9[26])"  # 1972 … 1996
+    r"|[2-9][0-9](?:0[48]|[2468][048]|[13579][26])"  # 2004 … 9996, not the centuries
+    r"|(?:[2468][048]|[3579][26])00)"  # 2000, 2400 … 9600
+)
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
+)
+_DATE = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+_TIME = r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+#: A date (midnight UTC), or a date and time with an optional offset (UTC without one).
+MOMENT = re.compile(rf"{_DATE}(?:{_TIME}{_OFFSET}?)?")
+
 
 class QueryError(ValueError):
     """A filter or page parameter that cannot be used; the message says what to send."""
@@ -41,25 +63,27 @@ def parse_time(name: str, text: str) -> datetime:
 
     Args:
         name: the parameter's name, for the message.
-        text: e.g. ``2024-05-01``, ``2024-05-01T12:00:00Z``, ``2024-05-01T14:00+02:00``.
+        text: e.g. ``2024-05-01``, ``2024-05-01T12:00:00Z``, ``2024-05-01T14:00+02:00``
+            (``MOMENT``: dated 1970 to 9998, seconds and fractions optional).
 
     Raises:
-        QueryError: when it is not an ISO 8601 date or time between 1970 and 9999.
+        QueryError: when it is not such a date or time.
     """
-    problem = f"'{name}' must be an ISO 8601 date or time in UTC, e.g. 2024-05-01T12:00:00Z"
-    if len(text) > _MAX_TIME_CHARS:
+    problem = (
+        f"'{name}' must be an ISO 8601 date or time from the year 1970 to 9998, "
+        "e.g. 2024-05-01 or 2024-05-01T12:00:00Z"
+    )
+    # No stripping: /api/openapi.json publishes MOMENT, and a value the spec calls
+    # invalid (a space around it) must not be taken.
+    if len(text) > _MAX_TIME_CHARS or not MOMENT.fullmatch(text):
         raise QueryError(problem)
     try:
-        moment = datetime.fromisoformat(text.strip())
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        moment = moment.astimezone(UTC)
-    except (ValueError, OverflowError):
+        moment = datetime.fromisoformat(text)
+    except ValueError:  # pragma: no cover - ruled out by MOMENT
         raise QueryError(problem) from None
-    # The store compares fixed-width text; years outside 4 digits would sort wrongly.
-    if not 1970 <= moment.year <= 9998:
-        raise QueryError(f"'{name}' must lie between the years 1970 and 9998")
-    return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def utc_iso(moment: datetime) -> str:
@@ -80,6 +104,7 @@ def parse_filters(args: Mapping[str, str]) -> dict[str, str]:
         QueryError: a value that cannot be used.
     """
     filters: dict[str, str] = {}
+    moments: dict[str, datetime] = {}
     for name in FILTER_NAMES:
         value = args.get(name)
         if value is None:
@@ -89,7 +114,8 @@ def parse_filters(args: Mapping[str, str]) -> dict[str, str]:
         if value == "":
             raise QueryError(f"'{name}' must not be empty; leave it out to select every run")
         if name in ("since", "until"):
-            filters[name] = utc_iso(parse_time(name, value))
+            moments[name] = parse_time(name, value)
+            filters[name] = utc_iso(moments[name])
         elif name == "status" and value not in STATUSES:
             raise QueryError(f"'status' must be one of: {', '.join(STATUSES)}")
         elif name == "safety_level" and value not in SAFETY_LEVELS:
@@ -98,9 +124,14 @@ def parse_filters(args: Mapping[str, str]) -> dict[str, str]:
             raise QueryError("'config' must be a config name: lowercase letters, digits and _")
         else:
             filters[name] = value
-    since, until = filters.get("since"), filters.get("until")
-    if since and until and parse_time("since", since) >= parse_time("until", until):
-        raise QueryError("'since' must be earlier than 'until'")
+    since, until = moments.get("since"), moments.get("until")
+    if since and until and since >= until:
+        # Equal too: 'until' is exclusive, so since == until selects nothing, and a researcher
+        # who sends it almost always meant one whole day. Saying so beats an empty answer.
+        raise QueryError(
+            "'until' must be later than 'since' ('until' is exclusive: for the runs of "
+            "2024-05-01 send since=2024-05-01&until=2024-05-02)"
+        )
     return filters
 
 
@@ -112,10 +143,10 @@ def parse_limit(text: str | None) -> int:
     """
     if text is None:
         return DEFAULT_LIMIT
-    stripped = text.strip()
-    if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > 4:
+    # Exactly what the spec's integer 1..500 allows: no blanks, no sign, ASCII digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > 4:
         raise QueryError(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
-    limit = int(stripped)
+    limit = int(text)
     if not 1 <= limit <= MAX_LIMIT:
         raise QueryError(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
     return limit

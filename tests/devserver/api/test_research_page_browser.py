@@ -201,9 +201,19 @@ def test_filters_narrow_the_table(served: Served, page: Recorded) -> None:
     tab.click("#apply")
     tab.wait_for_selector("#runs-empty:not([hidden])")
     assert rows(tab) == []
-    # The device filter is disabled, with a reason, until the API has it.
-    assert tab.locator("#f-device").is_disabled()
-    assert "noch nicht" in tab.locator("#f-device-hint").inner_text()
+    # A window that ends before it starts: the API's refusal is shown, as text.
+    tab.fill("#f-until", "2998-01-01T00:00")
+    tab.click("#apply")
+    error = tab.locator("#filters-error")
+    error.wait_for(state="visible")
+    assert error.inner_text().startswith("Der Server lehnt die Anfrage ab: ")
+    assert "since" in error.inner_text()
+    # The device filter follows the API: disabled, with a reason, until /api/runs has it.
+    _, spec = served.json("GET", "/api/openapi.json")
+    names = {p["name"] for p in spec["paths"]["/api/runs"]["get"].get("parameters", [])}
+    assert tab.locator("#f-device").is_disabled() == ("device_id" not in names)
+    hint = tab.locator("#f-device-hint").inner_text()
+    assert ("noch nicht" in hint) == ("device_id" not in names)
     assert not page.errors and not page.dialogs
 
 
@@ -244,6 +254,12 @@ def test_a_batch_download_streams_a_zip_with_its_manifest(
     tab.click("#apply")
     expected = api(served, f"/api/runs?session_id={WORKSHOP}&limit=100")["runs"]
     tab.select_option("#format", "json")
+    # Every text the progress line shows, in order (installed from outside the page's CSP).
+    tab.evaluate(
+        """() => { window.seen = []; new MutationObserver(() => window.seen.push(
+            document.getElementById('download-progress').textContent)).observe(
+            document.getElementById('download-progress'), {childList: true, subtree: true}); }"""
+    )
     with tab.expect_download() as caught:
         tab.click("#download")
     download = caught.value
@@ -257,6 +273,10 @@ def test_a_batch_download_streams_a_zip_with_its_manifest(
         assert manifest["format"]["name"] == "json"
         exported = {f["run_id"] for f in manifest["files"] if f["kind"] == "export"}
         assert exported == {run["run_id"] for run in expected}
+    seen = tab.evaluate("window.seen")
+    received = [text for text in seen if text.endswith("empfangen …")]
+    assert received[0] == "0 B empfangen …"
+    assert any(re.match(r"[1-9][\d.]* (B|KiB|MiB) empfangen", text) for text in received)
     progress = tab.locator("#download-progress").inner_text()
     assert progress.startswith("Fertig: runs_json_") and "KiB" in progress
     token = token_of(served)

@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy execution_history exports devserver
+	$(BIN)/mypy execution_history exports devserver bench
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest

@@ -265,7 +265,7 @@ def run() -> list[dict[str, Any]]:
                 fill_s, batch_from = _fill(
                     state.settings.database_path,
                     template,
-                    state.settings.media_root,
+                    state.settings.data.media_root,
                     template_media,
                 )
                 rows: list[dict[str, Any]] = [

@@ -108,13 +108,23 @@ def _client(url: str) -> Callable[[], float]:
     headers = {"Content-Type": "application/json"}
 
     def post() -> float:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=120)
-        began = time.perf_counter()
-        conn.request("POST", "/api/runs?wait=true", body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
+        for attempt in (1, 2):
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=120)
+            began = time.perf_counter()
+            try:
+                conn.request("POST", "/api/runs?wait=true", body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (ConnectionError, http.client.RemoteDisconnected):
+                # The server closed an idle keep-alive connection between rounds: a new
+                # connection, as any client makes (the failed attempt is not timed).
+                conn.close()
+                local.conn = None
+                if attempt == 2:
+                    raise
         elapsed = time.perf_counter() - began
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
@@ -148,7 +158,9 @@ def _pct(values: list[float], q: float) -> float:
 def _trial(tmp: Path, trial: int) -> dict[str, dict[str, list[float]]]:
     """One trial on fresh servers: per variant, throughput, latencies and CPU per round."""
     names = list(VARIANTS)
-    figures = {name: {"rps": [], "latency": [], "cpu": []} for name in names}
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"rps": [], "latency": [], "cpu": []} for name in names
+    }
     served = {name: _Served(tmp / f"{name}-{trial}", name) for name in names}
     try:
         posts = {name: _client(served[name].url) for name in names}

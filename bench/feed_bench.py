@@ -130,11 +130,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _latency(app: Any, subscribers: Subscribers, count: int) -> dict[str, Any]:
-    from devserver.api._events import get_hub
     from execution_history import ExecutionTracker, ItemType
 
     state = app.extensions["devserver"]
-    hub = get_hub(app)
+    hub = state.feed
     tracker = ExecutionTracker("bench", safety_level="research").start()
     state.registry.on_start(tracker.run_log)
     subscribers.watch(tracker.run_id, count)

@@ -12,13 +12,18 @@ from pathlib import Path
 from types import MappingProxyType
 
 __all__ = [
+    "BOLD_FACES",
+    "FONT_CHAIN",
     "FONT_DIR",
     "REPLACEMENT",
     "FontSet",
     "font_runs",
+    "has_rtl",
+    "lf_newlines",
     "markup",
     "register_fonts",
     "rtl_visual",
+    "shape_rtl",
     "split_paragraphs",
 ]
 
@@ -33,7 +38,8 @@ REPLACEMENT = "\ufffd"
 # Arabic shaper emits), Hebrew, Armenian, Georgian and many symbols. Then one Noto font per
 # script DejaVu lacks, Droid Sans Fallback for Chinese, Japanese and Korean, and two
 # monochrome symbol fonts for emoji. Adding a script = adding a (name, file) pair here.
-_CHAIN: tuple[tuple[str, str], ...] = (
+#: (reportlab name, file) of every bundled font, in fallback order; the DOCX uses it too.
+FONT_CHAIN: tuple[tuple[str, str], ...] = (
     ("DejaVuSans", "DejaVuSans.ttf"),
     ("NotoSansDevanagari", "NotoSansDevanagari-Regular.ttf"),
     ("NotoSansBengali", "NotoSansBengali-Regular.ttf"),
@@ -55,7 +61,10 @@ _CHAIN: tuple[tuple[str, str], ...] = (
     ("NotoSansSymbols2", "NotoSansSymbols2-Regular.ttf"),
 )
 # Bold faces that are bundled; every other font is its own bold (keeps the PDF small).
-_BOLD: Mapping[str, tuple[str, str]] = {"DejaVuSans": ("DejaVuSans-Bold", "DejaVuSans-Bold.ttf")}
+#: Regular font name to (bold name, bold file), for the fonts with a bundled bold face.
+BOLD_FACES: Mapping[str, tuple[str, str]] = {
+    "DejaVuSans": ("DejaVuSans-Bold", "DejaVuSans-Bold.ttf")
+}
 
 # Line breaks of every flavour become "\n", which markup() turns into <br/>.
 _NEWLINES = re.compile("\r\n|[\r\v\f\x85\u2028\u2029]")
@@ -66,6 +75,9 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 _RTL = re.compile(
     "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff\U0001e800-\U0001efff]"
 )
+# C0 controls (other than TAB and LF; CR, VT and FF are line breaks by then) and DEL: the
+# bidi algorithm removes them (class BN), so they become Control Pictures before it runs.
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
 # Unicode's Default_Ignorable_Code_Point ranges (minus U+200B, which reportlab treats as a
 # break opportunity): invisible by definition, so they are dropped rather than drawn. This
 # covers emoji variation selectors, ZWJ and the tag characters of subdivision flags.
@@ -194,7 +206,7 @@ def _load() -> FontSet:
     coverage: dict[str, frozenset[int]] = {}
     owner: dict[int, str] = {}
     bold_of: dict[str, str] = {}
-    for name, filename in _CHAIN:
+    for name, filename in FONT_CHAIN:
         path = FONT_DIR / filename
         font = TTFont(name, str(path))
         pdfmetrics.registerFont(font)
@@ -205,7 +217,7 @@ def _load() -> FontSet:
         coverage[name] = cmap
         for cp in cmap:
             owner.setdefault(cp, name)
-        bold_name, bold_file = _BOLD.get(name, (name, filename))
+        bold_name, bold_file = BOLD_FACES.get(name, (name, filename))
         if bold_name != name:
             pdfmetrics.registerFont(TTFont(bold_name, str(FONT_DIR / bold_file)))
             files[bold_name] = FONT_DIR / bold_file
@@ -218,11 +230,11 @@ def _load() -> FontSet:
         )
     if ord(REPLACEMENT) not in owner:
         raise OSError(f"no bundled font in {FONT_DIR} has U+FFFD; the installation is broken")
-    regular = _CHAIN[0][0]
+    regular = FONT_CHAIN[0][0]
     return FontSet(
         regular=regular,
         bold=bold_of[regular],
-        fallbacks=tuple(name for name, _ in _CHAIN),
+        fallbacks=tuple(name for name, _ in FONT_CHAIN),
         bold_of=MappingProxyType(bold_of),
         files=MappingProxyType(files),
         owner=MappingProxyType(owner),
@@ -365,7 +377,7 @@ def markup(text: str, *, bold: bool = False, rtl: bool = True) -> str:
     return "".join(parts)
 
 
-_RtlTools = tuple[Callable[[str], str], Callable[[str], str]]
+_RtlTools = tuple[Callable[[str], str], Callable[[str, str | None], str]]
 
 
 @lru_cache(maxsize=1)
@@ -389,8 +401,8 @@ def _rtl_tools() -> _RtlTools | None:
     def reshape(text: str) -> str:
         return str(reshaper.reshape(text))
 
-    def display(text: str) -> str:
-        return str(get_display(text))
+    def display(text: str, base: str | None = None) -> str:
+        return str(get_display(text, base_dir=base))
 
     return reshape, display
 
@@ -409,7 +421,39 @@ def _covered_forms(shaped: str, fontset: FontSet) -> str:
     return "".join(parts)
 
 
-def rtl_visual(text: str) -> str:
+def lf_newlines(text: str) -> str:
+    """Return ``text`` with every kind of line break (CR LF, CR, VT, FF, NEL, U+2028/9) as LF."""
+    return _NEWLINES.sub("\n", text)
+
+
+def has_rtl(text: str) -> bool:
+    """Return whether ``text`` holds a strong right-to-left letter (Hebrew, Arabic …)."""
+    return _RTL.search(text) is not None
+
+
+def _control_picture(match: re.Match[str]) -> str:
+    cp = ord(match.group())
+    return "\u2421" if cp == 0x7F else chr(0x2400 + cp)
+
+
+def shape_rtl(text: str) -> str:
+    """Return ``text`` with Arabic letters joined (presentation forms), in logical order.
+
+    Used to measure how wide a piece of right-to-left text will be once drawn;
+    text without RTL letters, or without the shaping library, comes back as it is.
+    """
+    if not _RTL.search(text):
+        return text
+    tools = _rtl_tools()
+    if tools is None:
+        return text
+    try:
+        return _covered_forms(tools[0](_SURROGATES.sub(REPLACEMENT, text)), register_fonts())
+    except Exception:  # a third-party bug must not stop an export
+        return text
+
+
+def rtl_visual(text: str, *, base: str | None = None) -> str:
     """Return ``text`` with right-to-left lines in visual order and Arabic letters shaped.
 
     reportlab lays text out left to right and does no shaping, so Arabic and Hebrew would
@@ -418,13 +462,19 @@ def rtl_visual(text: str) -> str:
     with the Unicode bidi algorithm of ``python-bidi`` (base direction from the first strong
     letter, brackets mirrored). Lines without RTL letters are returned unchanged.
 
-    Limits: the reordering is per line of the input, before reportlab wraps it, so an RTL
-    line that wraps shows its end on the first output line. Without the two libraries, or
-    if they fail, the text is returned in logical order, unshaped (still readable letters).
-    Lone surrogates become U+FFFD and line breaks become "\\n".
+    The reordering is per line of ``text``: a line that reportlab wraps afterwards would
+    show its end first, so paragraphs that may wrap are wrapped in logical order first
+    (``_pdf_bidi``) and each of their lines is passed here on its own. Control characters
+    on such lines become Control Pictures (U+2400 …) here, because the bidi algorithm
+    removes them. Without the two libraries, or if they fail, the text is returned in
+    logical order, unshaped (still readable letters). Lone surrogates become U+FFFD and
+    line breaks become "\\n".
 
     Args:
         text: Any string.
+        base: ``"R"`` or ``"L"`` to set every line's base direction (the direction of
+            the paragraph a wrapped line came from); None takes each line's first
+            strong letter, as the bidi algorithm does.
 
     Returns:
         The text to pass on to ``font_runs`` or draw.
@@ -442,10 +492,11 @@ def rtl_visual(text: str) -> str:
     for number, line in enumerate(lines):
         if not _RTL.search(line):
             continue
+        line = _CONTROLS.sub(_control_picture, line)
         try:
-            lines[number] = display(_covered_forms(reshape(line), fontset))
+            lines[number] = display(_covered_forms(reshape(line), fontset), base)
         except Exception:  # a third-party bug must not stop an export; keep logical order
-            continue
+            lines[number] = line
     return "\n".join(lines)
 
 

@@ -1,4 +1,9 @@
-"""The ordered journey of a run that every document format renders, built once from a record.
+"""The one view of a record that every format lays out: order, wording, values and times.
+
+Formats decide where things go, never what they say: the verdict words, item
+fields and their order, media facts, value formatting (``value_text``) and
+times (``_timefmt``) are decided here, so a PDF, a DOCX and a transcript of
+the same run say the same thing.
 
 Layout: header, per-stage summary, then sections in pipeline order (stage 0,
 stage 1, stage 2 with its iterations, one section for stages 3 and 4 with the
@@ -10,6 +15,7 @@ normal run reads 1..n and an odd one still reads as it happened.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,10 +25,11 @@ from execution_history import (
     ExecutionRecord,
     Integrity,
     ItemType,
+    MediaRef,
     StageSummary,
 )
 
-from ._timefmt import duration_human, utc_human, utc_iso
+from ._timefmt import duration_human, utc_iso
 
 #: Stages rendered together as one section of outputs, grouped by loop_iteration.
 OUTPUT_STAGES = (3, 4)
@@ -53,8 +60,6 @@ class Header:
     session_pseudonym: str
     started_at: str
     ended_at: str
-    started_human: str
-    ended_human: str
     duration_ms: float | None
     duration: str
     status: str
@@ -76,8 +81,8 @@ class Header:
             ("Safety level", self.safety_level),
             ("User (pseudonym)", self.user_pseudonym),
             ("Session (pseudonym)", self.session_pseudonym),
-            ("Started", self.started_human),
-            ("Ended", self.ended_human),
+            ("Started", self.started_at),
+            ("Ended", self.ended_at),
             ("Duration", self.duration),
             ("Status", self.status),
             ("Software version", self.software_version),
@@ -93,6 +98,12 @@ class Iteration:
 
     number: int
     items: tuple[ExecutionItem, ...]
+
+    @property
+    def title(self) -> str:
+        """``Iteration 3 (fr → es)``; the language pair only when both languages are recorded."""
+        pair = language_pair(self.items[0]) if self.items else ""
+        return f"Iteration {self.number}" + (f" ({pair})" if pair else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,11 @@ class Output:
     def failed(self) -> bool:
         """Whether generating this output failed."""
         return any(item.item_type == ItemType.OUTPUT_FAILED for item in self.items)
+
+    @property
+    def title(self) -> str:
+        """``Output 2: blocked``."""
+        return f"Output {self.loop}: {self.outcome}"
 
     @property
     def outcome(self) -> str:
@@ -259,8 +275,6 @@ def _header(record: ExecutionRecord) -> Header:
         session_pseudonym=record.session_pseudonym or "",
         started_at=utc_iso(record.started_at),
         ended_at=utc_iso(record.ended_at),
-        started_human=utc_human(record.started_at),
-        ended_human=utc_human(record.ended_at),
         duration_ms=record.duration_ms,
         duration=duration_human(record.duration_ms),
         status=type_name(record.status),
@@ -270,4 +284,191 @@ def _header(record: ExecutionRecord) -> Header:
         ),
         taxonomy_version=record.taxonomy_version,
         record_format_version=record.record_format_version,
+    )
+
+
+# --------------------------------------------------------------------------- wording of items
+
+#: The words of a safety verdict, the same in every format (and the CSV/XLSX column).
+VERDICT_PASSED = "passed"
+VERDICT_FAILED = "failed"
+VERDICT_BLOCKED = "blocked"
+
+
+def safety_verdict(item: ExecutionItem) -> str | None:
+    """The safety verdict an item records, in the one wording every format uses.
+
+    Args:
+        item: any item.
+
+    Returns:
+        ``blocked`` for a block item (stage 1 or 3); ``passed`` or ``failed`` for a
+        safety check whose metadata holds a boolean ``passed``; None for every other
+        item, and for a check that recorded no boolean verdict: a verdict the record
+        does not have stays empty, it is never guessed.
+    """
+    if item.item_type in (ItemType.STAGE1_BLOCKED, ItemType.STAGE3_BLOCKED):
+        return VERDICT_BLOCKED
+    if item.item_type in (ItemType.STAGE1_SAFETY_CHECK, ItemType.STAGE3_SAFETY_CHECK):
+        passed = item.metadata.get("passed")
+        if isinstance(passed, bool):
+            return VERDICT_PASSED if passed else VERDICT_FAILED
+    return None
+
+
+def value_text(value: object) -> str:
+    """A metadata value as text: a string as it is, anything else as compact JSON.
+
+    Args:
+        value: a JSON value from a record (the tracker has coerced everything else).
+
+    Returns:
+        The string itself, or JSON with sorted keys and non-ASCII kept; ``repr`` for
+        the (impossible in a valid record) value JSON cannot encode.
+    """
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def language_pair(item: ExecutionItem) -> str:
+    """``de → fr`` from an item's ``from_lang``/``to_lang``, or "" unless both are recorded."""
+    source, target = item.metadata.get("from_lang"), item.metadata.get("to_lang")
+    if source is None or target is None:
+        return ""
+    return f"{value_text(source)} → {value_text(target)}"
+
+
+def item_scope(item: ExecutionItem) -> str:
+    """Stage and groups of an item: ``stage 2, iteration 7`` or ``stage 4, output 1``."""
+    parts = [f"stage {item.stage}"]
+    if item.stage_iteration is not None:
+        parts.append(f"iteration {item.stage_iteration}")
+    if item.loop_iteration is not None:
+        parts.append(f"output {item.loop_iteration}")
+    return ", ".join(parts)
+
+
+def item_title(item: ExecutionItem) -> str:
+    """An item's title line: ``#7 · interception_iteration · stage 2, iteration 1``.
+
+    Formats append `` · <verdict>`` (``safety_verdict``) when there is one.
+    """
+    return f"#{item.sequence} · {type_name(item.item_type)} · {item_scope(item)}"
+
+
+def media_facts(media: MediaRef) -> tuple[tuple[str, str], ...]:
+    """Label/value rows of a media reference, in this order, only for what is recorded.
+
+    Media file, MIME type, Size (bytes), Pixels (width × height), Media duration
+    (seconds), SHA-256.
+    """
+    rows: list[tuple[str, str]] = [("Media file", media.path)]
+    if media.mime_type is not None:
+        rows.append(("MIME type", media.mime_type))
+    if media.size_bytes is not None:
+        rows.append(("Size", f"{media.size_bytes} bytes"))
+    if media.width is not None and media.height is not None:
+        rows.append(("Pixels", f"{media.width} × {media.height}"))
+    if media.duration_s is not None:
+        rows.append(("Media duration", f"{media.duration_s:g} s"))
+    if media.sha256 is not None:
+        rows.append(("SHA-256", media.sha256))
+    return tuple(rows)
+
+
+def item_fields(item: ExecutionItem) -> tuple[tuple[str, str], ...]:
+    """Label/value rows of an item, the same in every document format.
+
+    Order: Recorded (UTC, ISO 8601), Media type, Config, Model, Backend, Duration,
+    Text length (only when the tracker truncated the text), the media facts
+    (``media_facts``), then each metadata entry sorted by key (``value_text``).
+    A field the record does not have is left out, never filled in.
+    """
+    rows: list[tuple[str, str]] = [("Recorded", utc_iso(item.timestamp))]
+    for label, value in (
+        ("Media type", type_name(item.media_type)),
+        ("Config", item.config),
+        ("Model", item.model),
+        ("Backend", item.backend),
+        ("Duration", duration_human(item.duration_ms)),
+    ):
+        if value:
+            rows.append((label, value))
+    if item.content_length is not None:
+        kept = len(item.content) if item.content is not None else 0
+        rows.append(("Text length", f"{item.content_length} characters recorded, {kept} kept"))
+    if item.media is not None:
+        rows.extend(media_facts(item.media))
+    for key in sorted(item.metadata, key=str):
+        rows.append((str(key), value_text(item.metadata[key])))
+    return tuple(rows)
+
+
+# --------------------------------------------------------------------------- wording of a run
+
+#: Column headings of the stage summary table.
+SUMMARY_HEADINGS = (
+    "Stage",
+    "Name",
+    "Status",
+    "Items",
+    "Failures",
+    "Blocks",
+    "Iterations",
+    "Loops",
+    "Duration",
+)
+
+
+def summary_rows(summary: tuple[StageSummary, ...]) -> tuple[tuple[str, ...], ...]:
+    """One row per stage under ``SUMMARY_HEADINGS``; an unknown duration stays empty."""
+    return tuple(
+        (
+            str(stage.stage),
+            stage.name,
+            type_name(stage.status),
+            str(stage.items),
+            str(stage.failures),
+            str(stage.blocks),
+            str(stage.iterations),
+            str(stage.loops),
+            duration_human(stage.duration_ms),
+        )
+        for stage in summary
+    )
+
+
+def integrity_rows(integrity: Integrity) -> tuple[tuple[str, str], ...]:
+    """Label/value rows of the integrity counters, in this order."""
+    return (
+        ("Items recorded", str(integrity.items_recorded)),
+        ("Items dropped at the cap", str(integrity.items_dropped)),
+        ("Items logged after finalising", str(integrity.items_after_finalize)),
+        ("Fields truncated", str(integrity.fields_truncated)),
+        ("Values coerced to JSON", str(integrity.values_coerced)),
+        ("Characters replaced (lone surrogates)", str(integrity.characters_replaced)),
+        ("Tracker errors caught", str(integrity.tracker_errors)),
+        ("Recovered after a crash", "yes" if integrity.recovered else "no"),
+    )
+
+
+#: Column headings of the sink outcomes table.
+SINK_HEADINGS = ("Sink", "Status", "Attempts", "Duration", "Error")
+
+
+def sink_rows(integrity: Integrity) -> tuple[tuple[str, ...], ...]:
+    """One row per sink outcome under ``SINK_HEADINGS``."""
+    return tuple(
+        (
+            sink.name,
+            sink.status,
+            str(sink.attempts),
+            duration_human(sink.duration_ms),
+            sink.error or "",
+        )
+        for sink in integrity.sinks
     )

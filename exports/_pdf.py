@@ -5,9 +5,13 @@ with a heading per stage (Stille Post iterations as a numbered sequence, each
 output config as its own section from its safety verdict to its media), then
 the integrity block. Every page has a footer with the run id and "Page n of m".
 
-Untrusted text (prompts, model output, metadata, even ids) only ever reaches
-reportlab's paragraph markup through ``_fonts.markup``, which escapes it and
-picks a bundled font with glyphs for every character. Long texts are cut into
+What is said about items and the run (verdicts, fields, times) comes from
+``_journey``; this module only lays it out. Untrusted text (prompts, model
+output, metadata, even ids) only ever reaches reportlab's paragraph markup
+through ``_fonts.markup``, which escapes it and picks a bundled font with glyphs
+for every character; item texts and table cells go through
+``_pdf_bidi.paragraph``, which wraps right-to-left text in reading order before
+reordering each line for display. Long texts are cut into
 paragraphs of a few thousand characters so they flow across pages; table cells
 only hold bounded text, longer values are printed in full below their table, so
 no flowable is ever taller than a page (reportlab's ``LayoutError``).
@@ -16,7 +20,6 @@ no flowable is ever taller than a page (reportlab's ``LayoutError``).
 from __future__ import annotations
 
 import io
-import json
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -29,9 +32,25 @@ from execution_history import ExecutionItem, ExecutionRecord, ItemType, MediaTyp
 
 from ._fonts import FontSet, font_runs, markup, register_fonts, split_paragraphs
 from ._images import normalise_image, placeholder, resolve_media
-from ._journey import Header, Iteration, Journey, Output, Section, build_journey, type_name
+from ._journey import (
+    SINK_HEADINGS,
+    SUMMARY_HEADINGS,
+    Iteration,
+    Journey,
+    Output,
+    Section,
+    build_journey,
+    integrity_rows,
+    item_fields,
+    item_title,
+    safety_verdict,
+    sink_rows,
+    summary_rows,
+    type_name,
+)
+from ._pdf_bidi import paragraph as text_paragraph
 from ._text import sanitise
-from ._timefmt import duration_human, utc_iso
+from ._timefmt import utc_iso
 
 name = "pdf"
 media_type = "application/pdf"
@@ -434,7 +453,7 @@ class _StoryBuilder:
     def _pieces(self, value: str, style: Any) -> None:
         if value:
             for piece in split_paragraphs(value, _PIECE_CHARS):
-                self.add(self.para(markup(piece) or "&nbsp;", style))
+                self.add(text_paragraph(piece, style))
 
     def pairs(self, rows: Sequence[tuple[str, str]], *, columns: int = 2) -> None:
         """A compact label/value table; ``columns`` pairs side by side per row.
@@ -450,12 +469,12 @@ class _StoryBuilder:
         cells: list[Any] = []
         for label, value in rows:
             if _fits_cell(label, 80) and _fits_cell(value, _CELL_CHARS):
-                cells.append(self.para(markup(label), self.s.cell_key))
-                cells.append(self.para(markup(value), self.s.cell))
+                cells.append(text_paragraph(label, self.s.cell_key))
+                cells.append(text_paragraph(value, self.s.cell))
                 continue
             overflow.append((label, value))
             short = label if _fits_cell(label, 80) else label[:60] + "…"
-            cells.append(self.para(markup(short), self.s.cell_key))
+            cells.append(text_paragraph(short, self.s.cell_key))
             cells.append(
                 self.para(
                     f"<i>{len(value):,} characters, printed in full below</i>", self.s.cell_note
@@ -490,7 +509,7 @@ class _StoryBuilder:
 
         data = [[self.para(markup(h), self.s.cell_head) for h in head]]
         for row in rows:
-            data.append([self.para(markup(_clip(v, _CELL_CHARS)), self.s.cell) for v in row])
+            data.append([text_paragraph(_clip(v, _CELL_CHARS), self.s.cell) for v in row])
         table = Table(data, colWidths=[w * _FRAME_W for w in widths], hAlign="LEFT", repeatRows=1)
         table.setStyle(self.s.grid)
         self.add(table)
@@ -516,46 +535,15 @@ class _StoryBuilder:
                 self.s.subtitle,
             )
         )
-        rows = list(header.rows())
-        # Exact UTC instants next to the readable ones: researchers align runs by them.
-        rows = [
-            (label, f"{value}  ({exact})" if exact else value)
-            for (label, value), exact in zip(
-                rows, [_exact_time(label, header) for label, _ in rows], strict=True
-            )
-        ]
-        self.pairs([(label, value or "—") for label, value in rows], columns=1)
+        self.pairs(list(header.rows()), columns=1)
 
     def summary(self, stages: Sequence[StageSummary]) -> None:
         self.heading("Stage summary", self.s.h1, "Stage summary", 0)
         if not stages:
             self.add(self.para("No stage was entered.", self.s.note))
             return
-        head = [
-            "Stage",
-            "Name",
-            "Status",
-            "Items",
-            "Failures",
-            "Blocks",
-            "Iterations",
-            "Loops",
-            "Duration",
-        ]
-        rows = [
-            [
-                str(s.stage),
-                s.name,
-                type_name(s.status),
-                str(s.items),
-                str(s.failures),
-                str(s.blocks),
-                str(s.iterations),
-                str(s.loops),
-                duration_human(s.duration_ms) or "—",
-            ]
-            for s in stages
-        ]
+        head = list(SUMMARY_HEADINGS)
+        rows = [list(row) for row in summary_rows(tuple(stages))]
         widths = [0.07, 0.25, 0.1, 0.08, 0.1, 0.08, 0.11, 0.08, 0.13]
         self.grid(head, rows, widths)
 
@@ -573,37 +561,31 @@ class _StoryBuilder:
                 self.item(entry)
 
     def iteration(self, iteration: Iteration) -> None:
-        first = iteration.items[0] if iteration.items else None
-        pair = _language_pair(first) if first is not None else ""
-        title = f"Iteration {iteration.number}" + (f" · {pair}" if pair else "")
+        title = _clip(iteration.title, 200)
         self.heading(markup(title), self.s.h3, title, 2)
         for item in iteration.items:
             self.item(item)
 
     def output(self, output: Output) -> None:
-        title = f"Output {output.loop} · {output.outcome}"
-        shown = f"Output {output.loop} · {output.outcome}"
+        shown = markup(output.title)
         if output.outcome in ("blocked", "failed"):
-            shown = f'Output {output.loop} · <font color="{_FAIL}">{output.outcome}</font>'
-        self.heading(shown, self.s.h3, title, 2)
+            shown = f'Output {output.loop}: <font color="{_FAIL}">{output.outcome}</font>'
+        self.heading(shown, self.s.h3, output.title, 2)
         for item in output.items:
             self.item(item)
 
     def item(self, item: ExecutionItem) -> None:
-        """One item: a label line (type, scope, verdict), content, media, facts, metadata."""
-        label = f"<b>#{item.sequence}</b> · " + markup(_clip(type_name(item.item_type), 200))
-        label += " · " + _scope(item)
-        verdict = _verdict(item)
+        """One item: its title line and verdict, content, media, then its fields table."""
+        label = markup(_clip(item_title(item), 300))
+        verdict = safety_verdict(item)
         if verdict is not None:
-            text, passed = verdict
-            label += f' · <font color="{_PASS if passed else _FAIL}"><b>{text}</b></font>'
+            colour = _PASS if verdict == "passed" else _FAIL
+            label += f' · <font color="{colour}"><b>{verdict}</b></font>'
         transition = _transition(item)
         if transition is not None:
             # A stage transition carries nothing but its two stages: one line says it all.
-            line = f"<b>#{item.sequence}</b> · stage_transition · {transition}"
-            if item.loop_iteration is not None:
-                line += f" · output {item.loop_iteration}"
-            self.add(self.para(line + " · " + _facts(item), self.s.label))
+            line = f"{label} · {transition} · recorded {utc_iso(item.timestamp)}"
+            self.add(self.para(line, self.s.label))
             return
         head = self.para(label, self.s.label)
         if item.content is None and item.media is not None:
@@ -613,19 +595,9 @@ class _StoryBuilder:
             self.add(head)
         if item.content is not None:
             self.text(item.content, self.s.body)
-            if item.content_length is not None and item.content_length > len(item.content):
-                self.add(
-                    self.para(
-                        f"Truncated by the tracker: {item.content_length:,} characters "
-                        f"recorded, {len(item.content):,} kept.",
-                        self.s.note,
-                    )
-                )
         if item.content is not None and item.media is not None:
             self.media(item, None)
-        facts, rows = _item_facts(item)
-        self.add(self.para(facts, self.s.facts))
-        self.pairs(rows, columns=2)
+        self.pairs(list(item_fields(item)), columns=2)
 
     def media(self, item: ExecutionItem, head: Any) -> None:
         """An item's media: its image, a placeholder saying why it is missing, or a note.
@@ -692,16 +664,7 @@ class _StoryBuilder:
                 self.s.note,
             )
         )
-        rows = [
-            ("Items recorded", str(integrity.items_recorded)),
-            ("Items dropped at the cap", str(integrity.items_dropped)),
-            ("Items logged after finalising", str(integrity.items_after_finalize)),
-            ("Fields truncated", str(integrity.fields_truncated)),
-            ("Values coerced to JSON", str(integrity.values_coerced)),
-            ("Characters replaced (lone surrogates)", str(integrity.characters_replaced)),
-            ("Tracker errors caught", str(integrity.tracker_errors)),
-            ("Recovered after a crash", "yes" if integrity.recovered else "no"),
-        ]
+        rows = list(integrity_rows(integrity))
         self.pairs(rows, columns=2)
         if integrity.tracker_error_messages:
             self.add(self.para("Tracker error messages", self.s.label))
@@ -710,17 +673,8 @@ class _StoryBuilder:
         if integrity.sinks:
             self.add(self.para("Sinks", self.s.label))
             self.grid(
-                ["Sink", "Status", "Attempts", "Duration", "Error"],
-                [
-                    [
-                        sink.name,
-                        sink.status,
-                        str(sink.attempts),
-                        duration_human(sink.duration_ms) or "—",
-                        sink.error or "",
-                    ]
-                    for sink in integrity.sinks
-                ],
+                list(SINK_HEADINGS),
+                [list(row) for row in sink_rows(integrity)],
                 [0.18, 0.14, 0.1, 0.12, 0.46],
             )
 
@@ -737,109 +691,6 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _exact_time(label: str, header: Header) -> str:
-    if label == "Started":
-        return str(header.started_at)
-    if label == "Ended":
-        return str(header.ended_at)
-    return ""
-
-
-def _language_pair(item: ExecutionItem) -> str:
-    """``de → fr`` from an item's metadata (clipped: the table below shows it in full)."""
-    source = item.metadata.get("from_lang")
-    target = item.metadata.get("to_lang")
-    if source is None and target is None:
-        return ""
-
-    def lang(value: Any) -> str:
-        return "?" if value is None else _clip(_value_text(value), 40)
-
-    return f"{lang(source)} → {lang(target)}"
-
-
-def _verdict(item: ExecutionItem) -> tuple[str, bool] | None:
-    """The safety verdict an item states, as (text, passed), or None for other items."""
-    if item.item_type in (ItemType.STAGE1_BLOCKED, ItemType.STAGE3_BLOCKED):
-        return "blocked", False
-    if item.item_type == ItemType.OUTPUT_FAILED:
-        return "failed", False
-    if item.item_type in (ItemType.STAGE1_SAFETY_CHECK, ItemType.STAGE3_SAFETY_CHECK):
-        passed = item.metadata.get("passed")
-        if passed is True:
-            return "passed", True
-        if passed is False:
-            return "not passed", False
-        return "verdict not recorded", False
-    return None
-
-
-def _value_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-#: Item fields shown on the facts line when short; a longer value goes to the table.
-_FACT_CHARS = 120
-
-
-def _item_facts(item: ExecutionItem) -> tuple[str, list[tuple[str, str]]]:
-    """An item's facts line (markup) and its table rows (media reference, then metadata)."""
-    parts = [f"recorded {utc_iso(item.timestamp)}"]
-    media_kind = type_name(item.media_type) or None
-    rows: list[tuple[str, str]] = []
-    for label, value in (
-        ("model", item.model),
-        ("backend", item.backend),
-        ("config", item.config),
-        # "metadata" only repeats what the item type says; text, image … are worth a word.
-        ("media type", media_kind if media_kind != MediaType.METADATA else None),
-    ):
-        if value is None:
-            continue
-        if len(value) <= _FACT_CHARS and "\n" not in value:
-            parts.append(f"{label} " + markup(value))
-        else:
-            rows.append((label.capitalize(), value))
-    if item.duration_ms is not None:
-        parts.append("took " + duration_human(item.duration_ms))
-    media = item.media
-    if media is not None:
-        rows.append(("Media path", media.path))
-        if media.mime_type is not None:
-            rows.append(("MIME type", media.mime_type))
-        if media.size_bytes is not None:
-            rows.append(("Size", f"{media.size_bytes:,} bytes"))
-        if media.width is not None and media.height is not None:
-            rows.append(("Pixels", f"{media.width} × {media.height}"))
-        if media.duration_s is not None:
-            rows.append(("Media duration", f"{media.duration_s:g} s"))
-        if media.sha256 is not None:
-            rows.append(("SHA-256", media.sha256))
-    for key, value in item.metadata.items():
-        rows.append((str(key), _value_text(value)))
-    return " · ".join(parts), rows
-
-
-def _facts(item: ExecutionItem) -> str:
-    """The facts line alone, for items shown on one line (its table rows are empty then)."""
-    return _item_facts(item)[0]
-
-
-def _scope(item: ExecutionItem) -> str:
-    """Stage and iterations of an item, e.g. ``stage 2, iteration 7``."""
-    parts = [f"stage {item.stage}"]
-    if item.stage_iteration is not None:
-        parts.append(f"iteration {item.stage_iteration}")
-    if item.loop_iteration is not None:
-        parts.append(f"output {item.loop_iteration}")
-    return ", ".join(parts)
-
-
 def _transition(item: ExecutionItem) -> str | None:
     """``2 → 3`` for a stage transition that holds nothing else, otherwise None."""
     if item.item_type != ItemType.STAGE_TRANSITION or item.content is not None:
@@ -849,7 +700,7 @@ def _transition(item: ExecutionItem) -> str | None:
     source, target = item.metadata["from_stage"], item.metadata["to_stage"]
     if not all(isinstance(v, int) for v in (source, target)):
         return None
-    for value in (item.model, item.backend, item.config):
-        if value is not None and len(value) > _FACT_CHARS:
-            return None
+    # Anything else recorded on it gets the full item layout, so nothing is hidden.
+    if any(v is not None for v in (item.model, item.backend, item.config, item.duration_ms)):
+        return None
     return f"stage {source} → {target}"

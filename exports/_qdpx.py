@@ -67,7 +67,7 @@ from execution_history import (
 )
 
 from ._images import normalise_image, resolve_media
-from ._journey import Iteration, Output, build_journey, type_name
+from ._journey import Iteration, Output, build_journey, safety_verdict, type_name
 from ._tables import json_text
 from ._text import sanitise
 from ._timefmt import duration_human, utc_iso
@@ -357,9 +357,7 @@ def _verdict_text(verdict: str | None, body: str | None) -> str | None:
 
 def _verdict(item: ExecutionItem) -> str | None:
     if item.item_type in (ItemType.STAGE1_SAFETY_CHECK, ItemType.STAGE3_SAFETY_CHECK):
-        passed = item.metadata.get("passed")
-        if isinstance(passed, bool):
-            return "passed" if passed else "not passed"
+        return safety_verdict(item)  # the one wording of every format
     return None
 
 

@@ -142,7 +142,7 @@ _REGISTRY: dict[str, FormatInfo] = {
             "docx",
             "An editable Word document of the whole journey, for annotating",
             available=True,
-            requires=("docx", "PIL", "lxml"),
+            requires=("docx", "PIL", "lxml", "fontTools"),
             extra="docx",
             module="exports._docx",
         ),

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from execution_history import STAGE_NAMES, ExecutionItem, ExecutionRecord, ItemType
+from execution_history import STAGE_NAMES, ExecutionRecord, ItemType
 
-from ._journey import type_name
+from ._journey import safety_verdict, type_name
 from ._text import sanitise
 from ._timefmt import utc_iso
 
@@ -514,25 +514,6 @@ def split_cells(
 
 
 # ------------------------------------------------------------------------- rows
-
-
-def safety_verdict(item: ExecutionItem) -> str | None:
-    """The verdict a safety item records, or None for any other item.
-
-    Args:
-        item: any item.
-
-    Returns:
-        ``blocked`` for a block item; ``passed`` or ``failed`` for a safety check
-        whose metadata says ``passed``; None when nothing was recorded.
-    """
-    if item.item_type in (ItemType.STAGE1_BLOCKED, ItemType.STAGE3_BLOCKED):
-        return "blocked"
-    if item.item_type in (ItemType.STAGE1_SAFETY_CHECK, ItemType.STAGE3_SAFETY_CHECK):
-        passed = item.metadata.get("passed")
-        if isinstance(passed, bool):
-            return "passed" if passed else "failed"
-    return None
 
 
 _ITEM_PART = next(i for i, c in enumerate(ITEM_COLUMNS) if c.name == "part")

@@ -1,4 +1,4 @@
-"""UTC time and duration formatting shared by every export format."""
+"""UTC time and duration formatting: the one place any export format turns a time into text."""
 
 from __future__ import annotations
 
@@ -24,20 +24,6 @@ def utc_iso(dt: datetime | None) -> str:
     if dt is None:
         return ""
     return _as_utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def utc_human(dt: datetime | None) -> str:
-    """A readable UTC time to the second, e.g. ``2026-11-21 06:46:07 UTC``.
-
-    Args:
-        dt: an aware datetime (a naive one is read as UTC), or None.
-
-    Returns:
-        The formatted time, or an empty string for None.
-    """
-    if dt is None:
-        return ""
-    return _as_utc(dt).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def duration_human(ms: float | None) -> str:

@@ -61,6 +61,9 @@ class HttpServer:
             log_level="warning",
             access_log=False,
             server_header=False,
+            # Idle keep-alive connections live this long (uvicorn's default is 5 s): a
+            # tablet that posts a run every few seconds keeps its connection.
+            timeout_keep_alive=15,
         )
         self.server = uvicorn.Server(config)
 

@@ -15,7 +15,7 @@ from execution_history import ExecutionRecord, ExecutionTracker, ItemType
 from exports._images import normalise_image, placeholder, resolve_media
 from exports._journey import Iteration, Output, build_journey
 from exports._text import sanitise
-from exports._timefmt import duration_human, utc_human, utc_iso
+from exports._timefmt import duration_human, utc_iso
 
 # ------------------------------------------------------------------------- sanitise
 
@@ -38,12 +38,11 @@ def test_sanitise_returns_clean_text_unchanged() -> None:
 
 
 def test_utc_formats() -> None:
-    """ISO with microseconds and Z; human to the second; offsets converted; None empty."""
+    """ISO with microseconds and Z; offsets converted; a naive time read as UTC; None empty."""
     moment = datetime(2026, 11, 21, 7, 46, 7, 375789, tzinfo=timezone(timedelta(hours=1)))
     assert utc_iso(moment) == "2026-11-21T06:46:07.375789Z"
-    assert utc_human(moment) == "2026-11-21 06:46:07 UTC"
     assert utc_iso(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05.000000Z"
-    assert utc_iso(None) == utc_human(None) == ""
+    assert utc_iso(None) == ""
     assert utc_iso(datetime(2026, 1, 2, tzinfo=UTC)).endswith("T00:00:00.000000Z")
 
 

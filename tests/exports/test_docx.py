@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
+import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docx
 from docx.document import Document
 from docx.oxml.ns import qn
+from lxml import etree
 
 from execution_history import ExecutionRecord, ExecutionTracker, ItemType
 from tests.exports._support import export_bytes
@@ -67,7 +71,9 @@ def test_docx_tables_hold_metadata_and_stage_summary(
     run_table = {row.cells[0].text: row.cells[1].text for row in document.tables[0].rows}
     assert run_table["Run id"] == finished_record.run_id
     assert run_table["Status"] == "partial"
-    assert run_table["Started"].endswith(" UTC")
+    started = finished_record.started_at.astimezone(UTC).isoformat(timespec="microseconds")
+    assert run_table["Started"] == started.replace("+00:00", "Z")
+    assert run_table["Started"].endswith("Z")
     summary = document.tables[1]
     assert summary.rows[0].cells[0].text == "Stage"
     assert [row.cells[0].text for row in summary.rows[1:]] == ["1", "2", "3", "4"]
@@ -146,3 +152,158 @@ def test_large_run_exports(tmp_path: Path) -> None:
     document = reopen(export_bytes(record, "docx", tmp_path / "m"))
     assert any(p.text == "Ü" * 100_000 for p in document.paragraphs)
     assert len(document.inline_shapes) == 2
+
+
+# ------------------------------------------------------------------ what the package says it is
+
+
+def _multilingual_record() -> ExecutionRecord:
+    tracker = ExecutionTracker("stillepost", safety_level="kids")
+    with tracker, tracker.stage(1):
+        tracker.log_user_input(GERMAN)
+        tracker.log_translation(CHINESE, from_lang="de", to_lang="zh")
+        tracker.log_translation(ARABIC, from_lang="zh", to_lang="ar")
+        tracker.log_translation(EMOJI, from_lang="ar", to_lang="de")
+    return tracker.finalize()
+
+
+GERMAN = "Grüße aus Köln, Straße ÄÖÜ äöü ß"
+CHINESE = "汉字中文你好世界"
+ARABIC = "مرحبا بالعالم"
+EMOJI = "Emoji 😀🎨🐶"
+
+
+def test_core_properties_describe_the_run_and_this_software(
+    finished_record: ExecutionRecord, media_dir: Path
+) -> None:
+    """Title, subject, identifier, times and authorship come from the record, not the template."""
+    data = export_bytes(finished_record, "docx", media_dir)
+    core = reopen(data).core_properties
+    assert core.title == f"Execution record: stillepost, run {finished_record.run_id}"
+    assert finished_record.run_id in core.subject and core.identifier == finished_record.run_id
+    expected = f"execution-history {importlib.metadata.version('execution-history')}"
+    assert core.author == core.last_modified_by == expected
+    assert core.comments == "" and core.keywords == "" and core.category == ""
+
+    def second(moment: datetime) -> datetime:
+        return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+
+    assert finished_record.ended_at is not None
+    assert second(core.created) == second(finished_record.started_at)
+    assert second(core.modified) == second(finished_record.ended_at)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        core_xml = archive.read("docProps/core.xml").decode()
+        app_xml = archive.read("docProps/app.xml").decode()
+    assert "python-docx" not in core_xml and "2013-12-23" not in core_xml
+    assert "Microsoft" not in app_xml and "<Pages>" not in app_xml
+
+
+def test_a_run_without_an_end_is_modified_when_it_started() -> None:
+    """modified falls back to the start; nothing is invented for a missing end."""
+    tracker = ExecutionTracker("dada")
+    with tracker, tracker.stage(1):
+        tracker.log_user_input("x")
+    record = tracker.finalize().model_copy(update={"ended_at": None})
+    core = reopen(export_bytes(record, "docx")).core_properties
+    assert core.modified == core.created
+
+
+def test_the_page_is_a4_with_margins_and_no_thumbnail_ships(
+    finished_record: ExecutionRecord,
+) -> None:
+    """A4 like the PDF (not the template's Letter); no thumbnail part, relationship or request."""
+    data = export_bytes(finished_record, "docx")
+    section = reopen(data).sections[0]
+    assert round(section.page_width.mm) == 210 and round(section.page_height.mm) == 297
+    for margin in (section.left_margin, section.right_margin, section.top_margin):
+        assert 15 <= margin.mm <= 25
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        package_rels = archive.read("_rels/.rels").decode()
+        settings = archive.read("word/settings.xml").decode()
+    assert not [name for name in names if "thumbnail" in name.lower()]
+    assert "thumbnail" not in package_rels
+    assert "savePreviewPicture" not in settings
+
+
+def _deobfuscate(data: bytes, key: str) -> bytes:
+    """ECMA-376 Part 1 §17.8.1, written out here: XOR the first 32 bytes with the reversed GUID."""
+    digits = key.strip("{}").replace("-", "")
+    secret = [int(digits[i : i + 2], 16) for i in range(0, 32, 2)][::-1]
+    head = bytes(data[i] ^ secret[i % 16] for i in range(32))
+    return head + data[32:]
+
+
+def test_embedded_fonts_open_as_fonts_with_the_glyphs_the_text_needs() -> None:
+    """fontTable names embedded fonts; each part, unobfuscated, is a font with the needed glyphs."""
+    from fontTools.ttLib import TTFont
+
+    data = export_bytes(_multilingual_record(), "docx")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        table = etree.fromstring(archive.read("word/fontTable.xml"))
+        rels = etree.fromstring(archive.read("word/_rels/fontTable.xml.rels"))
+        targets = {rel.get("Id"): rel.get("Target") for rel in rels}
+        embedded: dict[str, set[int]] = {}
+        for font in table.findall(qn("w:font")):
+            for embed in font:
+                if not embed.tag.startswith(qn("w:embed")):
+                    continue
+                blob = archive.read("word/" + targets[embed.get(qn("r:id"))])
+                ttf = TTFont(io.BytesIO(_deobfuscate(blob, embed.get(qn("w:fontKey")))))
+                assert ttf["name"].getDebugName(1) == font.get(qn("w:name"))
+                embedded.setdefault(font.get(qn("w:name")), set()).update(ttf.getBestCmap())
+        settings = archive.read("word/settings.xml").decode()
+    assert "embedTrueTypeFonts" in settings
+    assert {ord(c) for c in GERMAN + ARABIC} <= embedded["DejaVu Sans"]
+    assert {ord(c) for c in CHINESE} <= embedded["Droid Sans Fallback"]
+    # every run names one embedded font for all four script slots, and that font has a
+    # glyph for each of the run's characters: nothing is left to the reader's fonts
+    document = reopen(data)
+    drawn: set[str] = set()
+    for paragraph in document.paragraphs:
+        for run in paragraph.runs:
+            fonts = run._r.rPr.find(qn("w:rFonts"))
+            slots = {fonts.get(qn(f"w:{slot}")) for slot in ("ascii", "hAnsi", "eastAsia", "cs")}
+            assert len(slots) == 1
+            family = slots.pop()
+            assert {ord(c) for c in run.text if c not in "\t\n"} <= embedded[family], run.text
+            drawn.update(run.text)
+    assert set(GERMAN + CHINESE + ARABIC + EMOJI) <= drawn
+
+
+def test_verdicts_fields_and_metadata_order_read_back_from_the_docx(tmp_path: Path) -> None:
+    """The safety verdict words and the field order (metadata sorted by key) as documented."""
+    tracker = ExecutionTracker("dada", safety_level="kids")
+    with tracker:
+        with tracker.stage(1):
+            tracker.log(ItemType.STAGE1_SAFETY_CHECK, content="ok", metadata={"passed": True})
+        with tracker.stage(3):
+            with tracker.loop_iteration(1):
+                tracker.log(
+                    ItemType.STAGE3_SAFETY_CHECK,
+                    content="too scary",
+                    model="guard",
+                    metadata={"zeta": 1, "passed": False, "alpha": {"b": 2, "a": 1}},
+                )
+            with tracker.loop_iteration(2):
+                tracker.log(ItemType.STAGE3_SAFETY_CHECK, content="?", metadata={"note": "x"})
+    document = reopen(export_bytes(tracker.finalize(), "docx"))
+    titles = [p.text for p in document.paragraphs if p.text.startswith("#")]
+    assert any(t.endswith("stage1_safety_check · stage 1 · passed") for t in titles)
+    assert any(t.endswith("stage3_safety_check · stage 3, output 1 · failed") for t in titles)
+    unrecorded = next(t for t in titles if t.endswith("output 2"))
+    assert "passed" not in unrecorded and "failed" not in unrecorded
+    labels = [
+        [row.cells[0].text for row in table.rows]
+        for table in document.tables
+        if table.rows[0].cells[0].text == "Recorded"
+    ]
+    guarded = next(rows for rows in labels if "Model" in rows)
+    assert guarded == ["Recorded", "Media type", "Model", "alpha", "passed", "zeta"]
+    values = {
+        row.cells[0].text: row.cells[1].text
+        for table in document.tables
+        for row in table.rows
+        if row.cells[0].text == "alpha"
+    }
+    assert values["alpha"] == '{"a": 1, "b": 2}'

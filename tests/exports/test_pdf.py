@@ -174,9 +174,9 @@ def test_the_eight_iterations_appear_in_order(stille_post_pdf: tuple[Any, list[s
     position = text.index("Stage 2: Interception")
     for number, expected in enumerate(STILLE_POST_TEXTS, start=1):
         pair = f"{STILLE_POST_LANGUAGES[number - 1]} → {STILLE_POST_LANGUAGES[number]}"
-        heading = text.index(f"Iteration {number} · {pair}", position)
+        heading = text.index(f"Iteration {number} ({pair})", position)
         content = text.index(expected, heading)
-        nxt = f"Iteration {number + 1} ·" if number < 8 else "interception_final"
+        nxt = f"Iteration {number + 1} (" if number < 8 else "interception_final"
         assert content < text.index(nxt, heading), f"iteration {number} out of order"
         position = content
 
@@ -197,20 +197,20 @@ def test_the_outline_lists_stages_iterations_and_outputs(
     assert outline[-1] == "Integrity"
     iterations = [t for t in outline if t.startswith("Iteration ")]
     assert iterations == [
-        f"Iteration {n} · {STILLE_POST_LANGUAGES[n - 1]} → {STILLE_POST_LANGUAGES[n]}"
+        f"Iteration {n} ({STILLE_POST_LANGUAGES[n - 1]} → {STILLE_POST_LANGUAGES[n]})"
         for n in range(1, 9)
     ]
     assert [t for t in outline if t.startswith("Output ")] == [
-        "Output 1 · generated",
-        "Output 2 · blocked",
-        "Output 3 · generated",
+        "Output 1: generated",
+        "Output 2: blocked",
+        "Output 3: generated",
     ]
 
 
 def test_outputs_run_from_safety_verdict_to_media(stille_post_pdf: tuple[Any, list[str]]) -> None:
     _, texts = stille_post_pdf
     text = flat(" ".join(texts))
-    out1, out2, out3 = (text.index(f"Output {n} · ") for n in (1, 2, 3))
+    out1, out2, out3 = (text.index(f"Output {n}: ") for n in (1, 2, 3))
     assert out1 < out2 < out3
     assert "passed" in text[out1:out2] and "output_1.png" in text[out1:out2]
     assert "blocked" in text[out2:out3] and "not suitable for kids" in text[out2:out3]

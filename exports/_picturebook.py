@@ -21,6 +21,7 @@ from execution_history import ExecutionItem, ExecutionRecord, ItemType
 from ._fonts import markup, register_fonts, split_paragraphs
 from ._images import normalise_image, placeholder, resolve_media
 from ._journey import build_journey
+from ._pdf_bidi import paragraph as text_paragraph
 from ._text import sanitise
 
 name = "picturebook"
@@ -162,7 +163,8 @@ def _flowables(page: _Page, styles: dict[str, Any], media_dir: Path | None) -> l
     if page.text is not None:
         pieces = split_paragraphs(page.text, _PIECE_CHARS) if page.text else [""]
         for piece in pieces:
-            out.append(Paragraph(markup(piece) or "&nbsp;", styles["text"]))
+            # Hebrew or Arabic ideas wrap in reading order, like the A4 report's texts.
+            out.append(text_paragraph(piece, styles["text"]))
     if page.note is not None:
         note_de, note_en = _TITLES[page.note]
         out.append(Paragraph(markup(note_de), styles["text"]))
@@ -195,7 +197,7 @@ def _image(item: ExecutionItem, styles: dict[str, Any], media_dir: Path | None) 
         german, english = _TITLES["missing"]
         out.append(Paragraph(markup(f"{german} / {english}"), styles["subtitle"]))
     elif item.content:
-        out.append(Paragraph(markup(sanitise(item.content)[:300]), styles["caption"]))
+        out.append(text_paragraph(sanitise(item.content)[:300], styles["caption"]))
     return out
 
 

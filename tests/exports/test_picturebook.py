@@ -14,6 +14,7 @@ pypdf = pytest.importorskip("pypdf")
 
 from execution_history import ExecutionTracker  # noqa: E402
 from tests.exports._support import PSEUDONYM_KEY, export_bytes  # noqa: E402
+from tests.exports.test_pdf_bidi import pdftotext  # noqa: E402
 from tests.records import STILLE_POST_TEXTS, stille_post_record  # noqa: E402
 
 HOSTILE = "<script>alert(1)</script> & <b>fett</b> Grüße 汉字"
@@ -97,3 +98,13 @@ def test_a_blocked_idea_gets_a_kind_page_and_a_long_text_flows_over_pages() -> N
     pages = texts(read(export_bytes(tracker.finalize(), "picturebook")))
     assert any("Angehalten" in page and "nicht verwandelt" in page for page in pages)
     assert len(pages) > 4  # cover, the idea over several pages, the stop, the end
+
+
+def test_a_hebrew_idea_keeps_its_first_words_on_its_first_line(tmp_path: Path) -> None:
+    """Wrapped in reading order (the shared right-to-left paragraph), not reversed as a block."""
+    words = "ראשון " + " ".join(["שלום", "עולם", "ילד", "כלב", "גן"] * 12) + " אחרון"
+    record = stille_post_record(tmp_path / "media", prompt=words)
+    text = pdftotext(export_bytes(record, "picturebook", tmp_path / "media"), tmp_path)
+    lines = [line for line in text.splitlines() if re.search("[\u05d0-\u05ea]", line)]
+    assert len(lines) > 1  # the idea wraps over several lines
+    assert "ראשון" in lines[0] and "אחרון" in lines[-1]

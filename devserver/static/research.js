@@ -33,7 +33,15 @@
     return node;
   }
 
+  // A UTC instant shown in the browser's time zone, in the page's language.
+  function localTime(node) {
+    const date = new Date(node.dataset.time);
+    node.textContent = Number.isNaN(date.getTime()) ? node.dataset.time : date.toLocaleString(lang);
+    return node;
+  }
+
   function relabel() {
+    for (const node of document.querySelectorAll("td[data-time]")) localTime(node);
     for (const node of document.querySelectorAll("[data-i18n]")) {
       const args = node.dataset.i18nArgs ? JSON.parse(node.dataset.i18nArgs) : undefined;
       node.textContent = t(node.dataset.i18n, args);
@@ -301,8 +309,9 @@
       if (!RUN_ID.test(String(run.run_id))) continue;
       const tr = el("tr");
       tr.dataset.runId = run.run_id;
-      const started = new Date(run.started_at);
-      tr.append(el("td", null, Number.isNaN(started.getTime()) ? run.started_at : started.toLocaleString(lang)));
+      const when = el("td", "time");
+      when.dataset.time = String(run.started_at);
+      tr.append(localTime(when));
       tr.append(el("td", null, run.config || ""));
       tr.append(label(el("td", "status"), "status_" + String(run.status)));
       tr.append(el("td", "number", run.items));

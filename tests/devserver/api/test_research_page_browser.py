@@ -178,6 +178,14 @@ def test_a_wrong_token_is_refused_clearly_and_the_right_one_opens_the_page(
 def test_filters_narrow_the_table(served: Served, page: Recorded) -> None:
     tab = page.page
     sign_in(tab, served)
+    # Switching the language re-renders the table: headings, statuses and local times.
+    german_time = tab.locator("td.time").first.inner_text()
+    tab.click("button.lang[data-lang='en']")
+    assert tab.locator("#runs-table th").first.inner_text() == "Started"
+    assert tab.locator("td.status").first.inner_text() in ("success", "blocked")
+    assert tab.locator("td.time").first.inner_text() != german_time
+    tab.click("button.lang[data-lang='de']")
+    assert tab.locator("td.time").first.inner_text() == german_time
     tab.select_option("#f-config", "stillepost")
     tab.click("#apply")
     wait_count(tab, "#runs-table tbody tr", SEEDED["stillepost"])

@@ -21,7 +21,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._coerce import CoercionStats, clean_text, to_json_value, unique_key
+from ._coerce import CoercionStats, clean_text, to_json_value
 from ._record import ExecutionItem, ExecutionRecord, MediaRef
 from ._runlog import MAX_TIME_NS, RawItem, RunLog
 from ._summary import derive_status, summarise_stage_rows, summarise_stages
@@ -92,12 +92,14 @@ def build_record(log: RunLog, *, recovered: bool = False) -> ExecutionRecord:
     # Only the models this run called, in the order of first use: the catalogue the
     # pipeline passes names what it could call; a model used but not in it has its
     # version left unknown, never invented.
-    catalogue = _model_versions(log.model_versions, stats)
+    catalogue = _catalogue(log.model_versions, stats)
     models: dict[str, str | None] = {}
     for item in items:
         model = item["model"]
         if model and model not in models:
-            models[model] = catalogue.get(model)
+            # The key is the item's model (its replacements counted there); only the
+            # version is new text, cleaned and counted here, and only when it is written.
+            models[model] = text_field(catalogue[model], stats) if model in catalogue else None
     build_errors: list[str] = []
     data: dict[str, Any] = {
         "run_id": text_field(log.run_id, stats) or "",
@@ -157,19 +159,23 @@ def _valid_items(items: list[dict[str, Any]], errors: list[str]) -> list[Executi
     return valid
 
 
-def _model_versions(versions: Any, stats: CoercionStats) -> dict[str, str | None]:
+def _catalogue(versions: Any, stats: CoercionStats) -> dict[str, Any]:
+    """The pipeline's model catalogue by cleaned name, versions still raw.
+
+    Names are cleaned only to be compared with the items' models (nothing is
+    counted: a name is written only as a copy of an item's model); the first
+    of two names that clean to the same text wins.
+    """
     if not isinstance(versions, dict):
         stats.coerced += 1
         return {}
-    out: dict[str, str | None] = {}
+    scratch = CoercionStats()
+    catalogue: dict[str, Any] = {}
     for name, version in versions.items():
-        key = text_field(name, stats)
-        if key is not None:
-            if key in out:  # two names that differ only in what had to be replaced
-                stats.coerced += 1
-                key = unique_key(key, out)
-            out[key] = text_field(version, stats)
-    return out
+        key = text_field(name, scratch)
+        if key is not None and key not in catalogue:
+            catalogue[key] = version
+    return catalogue
 
 
 def item_dict(raw: RawItem, max_chars: int, stats: CoercionStats) -> dict[str, Any]:

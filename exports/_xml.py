@@ -224,7 +224,7 @@ def _item(parent: etree._Element, item: ExecutionItem) -> None:
         _set(media, "height", ref.height)
         _set(media, "duration-s", ref.duration_s)
     metadata = etree.SubElement(element, _NS + "metadata")
-    for key, value in item.metadata.items():
+    for key, value in sorted(item.metadata.items()):  # the order every format uses
         _entry(metadata, value, key)
 
 

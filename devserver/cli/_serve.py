@@ -50,6 +50,10 @@ class HttpServer:
         self.asgi = AsgiApp(app, threads)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family, backlog=2048)
+        # Accepted connections inherit it: a response goes out as its headers and then its
+        # body, and without it the body waits for the client's delayed ACK (about 40 ms a
+        # request, measured with the research API bench).
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host, self.port = self.socket.getsockname()[:2]
         config = uvicorn.Config(
             self.asgi,

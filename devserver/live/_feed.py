@@ -191,6 +191,8 @@ class RunFeed:
         self.is_shut = False
         #: Called (from the poller's thread) whenever readers have something new.
         self._wakers: list[Callable[[], None]] = []
+        #: Per event loop, the one signal its subscribers of this feed share (``_stream``).
+        self.loop_signals: dict[object, Any] = {}
 
     @classmethod
     def live(cls, log: RunLog, media_prefix: str, planned: Planned) -> RunFeed:

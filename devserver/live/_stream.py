@@ -128,18 +128,12 @@ class Subscription:
 
         The subscription is closed on the way out, however it ends.
         """
-        loop = asyncio.get_running_loop()
-        news = asyncio.Event()
-
-        def wake() -> None:  # called from the feed's poller thread
-            loop.call_soon_threadsafe(news.set)
-
-        self.feed.add_waker(wake)
+        signal = _LoopSignal.join(self.feed)
         deadline = self._hub.settings.write_deadline_s
         try:
             await asyncio.wait_for(send(b"retry: %d\n\n" % RETRY_MS), deadline)
             while not client_gone.is_set():
-                news.clear()
+                news = signal.event  # taken before the step: no wake-up is missed
                 data, finished = self.step()
                 if data is not None:
                     await asyncio.wait_for(send(data), deadline)
@@ -152,8 +146,45 @@ class Subscription:
             logger.info("dropped a feed subscriber of run %s: not reading", self.feed.run_id)
             raise
         finally:
-            self.feed.remove_waker(wake)
+            signal.leave(self.feed)
             self.close()
+
+
+class _LoopSignal:
+    """What wakes the subscribers of one feed on one event loop: one wake-up from the
+    poller's thread per feed and loop, however many subscribers wait (each would
+    otherwise cost a write to the loop's self-pipe per event)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+        self.users = 0
+
+    @classmethod
+    def join(cls, feed: RunFeed) -> _LoopSignal:
+        """The signal of ``feed`` on the running loop (made and registered on first use)."""
+        loop = asyncio.get_running_loop()
+        signal: _LoopSignal | None = feed.loop_signals.get(loop)
+        if signal is None:
+            signal = feed.loop_signals[loop] = cls(loop)
+            feed.add_waker(signal.wake)
+        signal.users += 1
+        return signal
+
+    def leave(self, feed: RunFeed) -> None:
+        """One subscriber less; the last one unregisters the signal."""
+        self.users -= 1
+        if self.users <= 0:
+            feed.remove_waker(self.wake)
+            feed.loop_signals.pop(self.loop, None)
+
+    def wake(self) -> None:
+        """Called from the poller's thread."""
+        self.loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        event, self.event = self.event, asyncio.Event()
+        event.set()
 
 
 async def _first_of(*events: asyncio.Event, timeout: float) -> None:

@@ -561,6 +561,8 @@
     showDownloads(current);
   }
 
+  // A child gets the journey as a picture book and the pictures, nothing else: the
+  // research formats (QDPX, RO-Crate …) are on the researchers' page (/research).
   async function showDownloads(current) {
     const list = $("download-list");
     list.replaceChildren();
@@ -576,28 +578,28 @@
       }
     }
     if (run !== current) return;
-    for (const format of formats) {
-      if (format.available === false || typeof format.name !== "string") continue;
-      if (!/^[a-z0-9_-]+$/.test(format.name)) continue;
-      const link = label(el("a", "download"), "download",
-        { name: format.name.toUpperCase(), extension: String(format.extension || format.name) });
-      link.href = base + "/export/" + format.name;
+    const book = formats.find((f) => f && f.name === "picturebook" && f.available !== false);
+    if (book) {
+      const link = label(el("a", "download download-book"), "downloadBook");
+      link.href = base + "/export/picturebook";
       link.setAttribute("download", "");
-      if (format.description) link.title = String(format.description);
       links.push(link);
     }
-    if (!links.length) {
-      const link = label(el("a", "download"), "downloadJson");
-      link.href = base;
-      link.setAttribute("download", "run-" + current.id + ".json");
+    const images = document.querySelectorAll("#stage-4 img.output-image");
+    images.forEach((image, index) => {
+      const url = image.getAttribute("src") || "";
+      const file = url.slice(url.lastIndexOf("/") + 1);
+      const link = label(el("a", "download download-image"), "downloadImage", { n: index + 1 });
+      link.href = url; // already checked to be this run's own media URL (ownMediaUrl)
+      link.setAttribute("download", file);
       links.push(link);
-    }
+    });
     for (const link of links) {
       const li = el("li");
       li.append(link);
       list.append(li);
     }
-    $("downloads").hidden = false;
+    $("downloads").hidden = links.length === 0;
   }
 
   // ------------------------------------------------------------------ start

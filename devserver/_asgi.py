@@ -110,10 +110,12 @@ class _Exchange:
                     break
                 if message["type"] == "http.response.start":
                     started = True
-                    if not self.body_done and _has_body(self.scope):
+                    headers = message["headers"]
+                    closing = any(name == b"connection" for name, _ in headers)
+                    if not self.body_done and not closing and _has_body(self.scope):
                         # Answered before the body was read (a 413, say): the connection
                         # closes after the answer instead of reading a body nobody wants.
-                        message["headers"] = [*message["headers"], (b"connection", b"close")]
+                        message["headers"] = [*headers, (b"connection", b"close")]
                     watcher = self._watch()
                 await self.send(message)
             await view

@@ -131,6 +131,16 @@ _REGISTRY: dict[str, FormatInfo] = {
             module="exports._pdf",
         ),
         FormatInfo(
+            "picturebook",
+            "application/pdf",
+            "picturebook.pdf",
+            "A picture book of the journey for the child: one step per page, big images",
+            available=True,
+            requires=("reportlab", "PIL"),
+            extra="pdf",
+            module="exports._picturebook",
+        ),
+        FormatInfo(
             "docx",
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
             "docx",

@@ -12,6 +12,7 @@ from ._health import bp as health_bp
 from ._openapi import bp as openapi_bp
 from ._progress import bp as progress_bp
 from ._research import bp as research_bp
+from ._research_page import bp as research_page_bp
 from ._runs import bp as runs_bp
 from ._ui import bp as ui_bp
 
@@ -23,6 +24,7 @@ BLUEPRINTS = (
     ui_bp,
     downloads_bp,
     research_bp,
+    research_page_bp,
     openapi_bp,
     health_bp,
 )

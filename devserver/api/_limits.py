@@ -36,7 +36,14 @@ def _check_body() -> None:
         return
     limit = request.max_content_length
     if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "body_too_large", f"The request body is larger than {limit} bytes.")
+        # The body is never read, so the connection cannot carry another request: close it
+        # rather than keep it alive for the client's unsent bytes.
+        raise ApiError(
+            413,
+            "body_too_large",
+            f"The request body is larger than {limit} bytes.",
+            headers={"Connection": "close"},
+        )
     if limit is not None and request.content_length is None:
         # A body of unknown length (chunked): werkzeug reads it up to the cap and stops
         # without a word, so one more byte of the raw input tells whether there was more.

@@ -250,6 +250,11 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "operationId": "ui",
             "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
         },
+        ("/research", "get"): {
+            "summary": "The researchers' page (sign in with the research token in the page)",
+            "operationId": "researchPage",
+            "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
+        },
         ("/favicon.ico", "get"): {
             "summary": "The page's icon (a redirect to the static SVG)",
             "operationId": "favicon",

@@ -24,6 +24,9 @@ def describe(item: ExecutionItem, iterations: int) -> str | None:
         )
         step = f"[{item.stage_iteration}/{iterations}] " if item.stage_iteration else ""
         label = pair or str(meta.get("mode") or item.model)
+        if meta.get("translated") is False:  # the backend lacks a language: say so, not "None"
+            lacking = meta.get("unsupported_language") or "?"
+            return f"  {step}{label} not translated ({lacking} unsupported): {item.content}"
         return f"  {step}{label}: {item.content}{timing}"
     if kind == "interception_final":
         return f"  final: {item.content}"

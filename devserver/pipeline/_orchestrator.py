@@ -15,22 +15,24 @@ model, the backend and every value passed to it. What is not known stays None.
 Outcomes: a stage-1 block stops the run (``blocked``); a stage-3 block or a
 stage-4 ``BackendError`` skips that output only (``partial``); any other
 exception, and a ``BackendError`` in stages 1 and 2, ends the run (``error``).
+A language the backend cannot translate is not an error: the step is recorded
+as not translated (``unsupported_language``) and the text goes on unchanged.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from execution_history import ItemType, RunStatus, Tracker
 
 from ._configs import AudioOutput, Dada, ImageOutput, PipelineConfig, StillePost
+from ._language import LanguageDetector
 from ._media_names import media_name
-from .backends import Backend, BackendError, MediaResult, TextResult
+from .backends import Backend, BackendError, MediaResult, TextResult, UnsupportedLanguage
 from .safety import AgeFilter, Stage1Filter
 
 _T = TypeVar("_T")
@@ -67,6 +69,7 @@ class Pipeline:
     backend: Backend
     stage1: Stage1Filter
     age: AgeFilter
+    detector: LanguageDetector = field(default_factory=LanguageDetector)
 
     def model_versions(self) -> dict[str, str | None]:
         """Every model a run may call, with its version: the backend's and the filters'.
@@ -133,25 +136,27 @@ def _stage1(
     """
     text, config = request.text, request.config
     language: str | None
-    source: str | None
+    about_language: dict[str, Any]
     if request.language is not None:
-        language, source = request.language, "request"
+        language = request.language
+        about_language = {
+            "language": language,
+            "language_source": "request",
+            "language_confidence": None,
+        }
     else:
-        language = pipeline.backend.detect_language(text)
-        source = "detected" if language is not None else None
-    prompt_item = tracker.log(
-        ItemType.USER_INPUT_TEXT,
-        text,
-        metadata={"language": language, "language_source": source},
-    )
+        detection = pipeline.detector.detect(text)
+        language = detection.language
+        about_language = detection.metadata()
+    prompt_item = tracker.log(ItemType.USER_INPUT_TEXT, text, metadata=about_language)
     translated: str | None = None
     if language != config.translate_to:
         seed = request.seed + STAGE1_SEED_OFFSET
-        result, ms = _timed(
-            lambda: pipeline.backend.translate(text, language, config.translate_to, seed)
-        )
-        translated = result.text
-        _log_text(tracker, ItemType.TRANSLATION_RESULT, result, ms, prompt_item)
+        step = _translate(
+            tracker, pipeline.backend, ItemType.TRANSLATION_RESULT, text, language,
+            config.translate_to, seed, prompt_item,
+        )  # fmt: skip
+        translated = step.text if step.translated else None
     verdict, ms = _timed(lambda: pipeline.stage1.check(text, translated))
     # The filter reads the prompt (and its translation, when there is one): the prompt
     # is what it judges, so the check names the prompt as its input.
@@ -198,18 +203,21 @@ def _stage2(
     if isinstance(interception, StillePost):
         # Back to the input language; when that is unknown, to the stage-1 language.
         home = language if language is not None else request.config.translate_to
-        chain: list[str | None] = [language, *interception.languages, home]
-        for i in range(1, len(chain)):
-            source, target = chain[i - 1], chain[i]
-            assert target is not None  # only the chain's first language may be unknown
+        targets = [*interception.languages, home]
+        # The language the text is in now: a step that could not translate leaves the
+        # text, and so its language, as it was; the next step starts from that.
+        current = language
+        for i, target in enumerate(targets, start=1):
             seed = request.seed + STAGE2_SEED_OFFSET + i
             with tracker.stage_iteration(i):
-                result, ms = _timed(
-                    functools.partial(backend.translate, text, source, target, seed)
-                )
-                consumed = _log_text(tracker, ItemType.INTERCEPTION_ITERATION, result, ms, consumed)
-            text = result.text
-        final_language = home
+                step = _translate(
+                    tracker, backend, ItemType.INTERCEPTION_ITERATION, text, current, target,
+                    seed, consumed,
+                )  # fmt: skip
+            consumed, text = step.item, step.text
+            if step.translated:
+                current = target
+        final_language = current
     elif isinstance(interception, Dada):
         seed = request.seed + STAGE2_SEED_OFFSET + 1
         with tracker.stage_iteration(1):
@@ -334,6 +342,57 @@ def _output(
             input_sequence=text_item,
         )
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One translation step as recorded: its text, its item, and whether it translated."""
+
+    text: str
+    item: int | None
+    translated: bool
+
+
+def _translate(
+    tracker: Tracker,
+    backend: Backend,
+    item_type: ItemType,
+    text: str,
+    from_lang: str | None,
+    to_lang: str,
+    seed: int,
+    consumed: int | None,
+) -> _Step:
+    """Translate ``text`` and record the step; a language the backend lacks is recorded too.
+
+    When the backend raises ``UnsupportedLanguage``, the step is logged with the
+    text unchanged (it is what the next step gets), ``translated: false`` and
+    ``unsupported_language`` = the code it lacks, so the record never shows an
+    identical text without saying why. Other ``BackendError``s go on up.
+    """
+    began = time.perf_counter()
+    try:
+        result = backend.translate(text, from_lang, to_lang, seed)
+    except UnsupportedLanguage as exc:
+        item = tracker.log(
+            item_type,
+            text,
+            backend=backend.name,
+            duration_ms=round((time.perf_counter() - began) * 1000.0, 3),
+            metadata={
+                "from_lang": from_lang,
+                "to_lang": to_lang,
+                "seed": seed,
+                "translated": False,
+                "unsupported_language": exc.language,
+                "error_code": exc.code,
+                "reason": str(exc),
+            },
+            input_sequence=consumed,
+        )
+        return _Step(text, item, translated=False)
+    ms = round((time.perf_counter() - began) * 1000.0, 3)
+    return _Step(result.text, _log_text(tracker, item_type, result, ms, consumed), translated=True)
 
 
 def _log_text(

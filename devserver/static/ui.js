@@ -34,6 +34,9 @@
       if (value && typeof value === "object" && typeof value.text === "string") {
         return localized(value.texts, value.text); // a text the server gave in several languages
       }
+      if (value && typeof value === "object" && typeof value.lang === "string") {
+        return languageName(value.lang);
+      }
       return String(value);
     });
   }
@@ -95,9 +98,31 @@
     return "en";
   }
 
+  // A language code (ISO 639, as the server's detector names it) for a step title; the
+  // name is looked up when the title is drawn, so it follows the page's language.
   function langName(code) {
-    if (typeof code !== "string" || !/^[a-z]{2}$/.test(code)) return { key: "lang_unknown" };
-    return TEXTS.en["lang_" + code] ? { key: "lang_" + code } : code.toUpperCase();
+    if (typeof code !== "string" || !/^[a-z]{2,3}$/.test(code)) return { key: "lang_unknown" };
+    return { lang: code };
+  }
+
+  // Our own name first, else the browser's (Intl.DisplayNames knows every ISO 639 code,
+  // so an Arabic or a Chinese prompt is named too), else the code itself.
+  function languageName(code) {
+    if (TEXTS.en["lang_" + code]) return t("lang_" + code);
+    try {
+      const name = new Intl.DisplayNames([lang], { type: "language" }).of(code);
+      if (name && name !== code) return name;
+    } catch (e) { /* a browser without Intl.DisplayNames */ }
+    return code.toUpperCase();
+  }
+
+  // Once per journey, where the first step that could not translate is shown: why the
+  // idea stays as it is (the server marks such steps with unsupported_language).
+  function explainUnsupported(stage, m) {
+    if (!m.unsupported_language || run.unsupportedShown) return;
+    run.unsupportedShown = true;
+    note(stage, "kind-message unsupported-language", "unsupportedLanguage",
+      { language: langName(m.unsupported_language) }).setAttribute("role", "status");
   }
 
   function el(tag, className, text) {
@@ -573,11 +598,15 @@
       }
     },
     user_input_text(item) {
-      entry(1, "input", "yourIdea", null, item.content);
+      const language = meta(item).language;
+      if (language) entry(1, "input", "yourIdeaIn", { language: langName(language) }, item.content);
+      else entry(1, "input", "yourIdea", null, item.content);
     },
     translation_result(item) {
-      entry(1, "translation", "translated",
-        { from: langName(meta(item).from_lang), to: langName(meta(item).to_lang) }, item.content);
+      const m = meta(item);
+      entry(1, "translation", m.translated === false ? "notTranslated" : "translated",
+        { from: langName(m.from_lang), to: langName(m.to_lang) }, item.content);
+      explainUnsupported(1, m);
     },
     stage1_safety_check(item) {
       if (meta(item).passed) note(1, "verdict passed", "safetyPassed");
@@ -594,13 +623,15 @@
       node.dataset.iteration = String(n);
       const m = meta(item);
       if (m.from_lang !== undefined || m.to_lang !== undefined) {
-        node.append(label(el("p", "iteration-title"), "iteration",
+        node.append(label(el("p", "iteration-title"),
+          m.translated === false ? "iterationNotTranslated" : "iteration",
           { n, from: langName(m.from_lang), to: langName(m.to_lang) }));
       } else {
         node.append(label(el("p", "iteration-title"), "iterationDada", { n }));
       }
       node.append(el("p", "iteration-text", item.content));
       list.append(node);
+      explainUnsupported(2, m);
       announce("announceIteration", { n, text: item.content || "" });
     },
     interception_final(item) {
@@ -722,6 +753,8 @@
     return parts;
   }
 
+  // A child gets the journey as a picture book and the pictures, nothing else: the
+  // research formats (QDPX, RO-Crate …) are on the researchers' page (/research).
   async function showDownloads(current) {
     const list = $("download-list");
     list.replaceChildren();
@@ -737,28 +770,28 @@
       }
     }
     if (run !== current) return;
-    for (const format of formats) {
-      if (format.available === false || typeof format.name !== "string") continue;
-      if (!/^[a-z0-9_-]+$/.test(format.name)) continue;
-      const link = label(el("a", "download"), "download",
-        { name: format.name.toUpperCase(), extension: String(format.extension || format.name) });
-      link.href = base + "/export/" + format.name;
+    const book = formats.find((f) => f && f.name === "picturebook" && f.available !== false);
+    if (book) {
+      const link = label(el("a", "download download-book"), "downloadBook");
+      link.href = base + "/export/picturebook";
       link.setAttribute("download", "");
-      if (format.description) link.title = String(format.description);
       links.push(link);
     }
-    if (!links.length) {
-      const link = label(el("a", "download"), "downloadJson");
-      link.href = base;
-      link.setAttribute("download", "run-" + current.id + ".json");
+    const images = document.querySelectorAll("#stage-4 img.output-image");
+    images.forEach((image, index) => {
+      const url = image.getAttribute("src") || "";
+      const file = url.slice(url.lastIndexOf("/") + 1);
+      const link = label(el("a", "download download-image"), "downloadImage", { n: index + 1 });
+      link.href = url; // already checked to be this run's own media URL (ownMediaUrl)
+      link.setAttribute("download", file);
       links.push(link);
-    }
+    });
     for (const link of links) {
       const li = el("li");
       li.append(link);
       list.append(li);
     }
-    $("downloads").hidden = false;
+    $("downloads").hidden = links.length === 0;
   }
 
   // ------------------------------------------------------------------ start

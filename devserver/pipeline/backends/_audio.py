@@ -15,8 +15,8 @@ import wave
 from array import array
 from pathlib import Path
 
-from ._glossary import tokens
 from ._image import seeded_rng
+from ._words import tokens
 
 _PENTATONIC = (0, 2, 4, 7, 9)
 _FADE_S = 0.01

@@ -36,9 +36,17 @@ class BackendBadResponse(BackendError):
 
 
 class UnsupportedLanguage(BackendError):
-    """A language code that this backend cannot translate from or to."""
+    """A language code that this backend cannot translate from or to.
+
+    Attributes:
+        language: the code it cannot translate (None when not told).
+    """
 
     code = "unsupported_language"
+
+    def __init__(self, message: str, language: str | None = None) -> None:
+        super().__init__(message)
+        self.language = language
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +103,12 @@ class Backend(Protocol):
         """Each model's version for the record (None where the version is not known)."""
         ...
 
-    def detect_language(self, text: str) -> str | None:
-        """The language code of ``text``, or None when it cannot be told."""
-        ...
-
     def translate(self, text: str, from_lang: str | None, to_lang: str, seed: int) -> TextResult:
-        """Translate ``text`` (from an unknown language when ``from_lang`` is None)."""
+        """Translate ``text`` (from an unknown language when ``from_lang`` is None).
+
+        Raises ``UnsupportedLanguage`` (naming the code) for a language it cannot
+        translate; the orchestrator records such a step as not translated.
+        """
         ...
 
     def intercept(self, text: str, *, mode: str, language: str | None, seed: int) -> TextResult:

@@ -1,4 +1,4 @@
-"""Glossary-based word-by-word translation and language detection between a handful of languages.
+"""Glossary-based word-by-word translation between a handful of languages.
 
 This is honestly a glossary lookup, not machine translation: each word is
 looked up in a hand-made table of senses (``devserver/data/glossary.json``);
@@ -13,20 +13,21 @@ import hashlib
 import json
 import random
 import re
+import unicodedata
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-# Words are runs of letters/digits; everything between them (spaces, punctuation,
-# hyphens) is kept verbatim so the text keeps its shape.
-_SPLIT = re.compile(r"(\w+)")
+from ._words import is_word, split
+
 _SENTENCE_END = re.compile(r"[.!?]")
 
 
-def tokens(text: str) -> list[str]:
-    """The words of ``text`` in order (letters and digits; punctuation dropped)."""
-    return _SPLIT.findall(text)
+def _key(word: str) -> str:
+    """The lookup key of a word: composed (NFC), so "schläft" typed with a separate
+    umlaut mark finds the glossary's "schläft", and case-folded."""
+    return unicodedata.normalize("NFC", word).casefold()
 
 
 class Glossary:
@@ -56,8 +57,8 @@ class Glossary:
             for lang, forms in entry.items():
                 for form in forms:
                     # Only single words are looked up; phrases ("in the") are output-only.
-                    if _SPLIT.fullmatch(form):
-                        senses = self._index[lang].setdefault(form.casefold(), [])
+                    if is_word(form):
+                        senses = self._index[lang].setdefault(_key(form), [])
                         if number not in senses:
                             senses.append(number)
 
@@ -83,7 +84,7 @@ class Glossary:
 
     def senses(self, lang: str | None, word: str) -> list[int]:
         """Entry numbers in which ``word`` is a form in ``lang`` (any language when None)."""
-        key = word.casefold()
+        key = _key(word)
         if lang is not None:
             return list(self._index.get(lang, {}).get(key, ()))
         found: list[int] = []
@@ -95,21 +96,11 @@ class Glossary:
         """The forms of sense ``entry`` in ``lang``, the usual one first."""
         return self._entries[entry][lang]
 
-    def detect(self, text: str) -> str | None:
-        """The language with the most glossary words in ``text``; None on no hit or a tie."""
-        counts = dict.fromkeys(self.languages, 0)
-        for word in tokens(text):
-            key = word.casefold()
-            for lang in self.languages:
-                if key in self._index[lang]:
-                    counts[lang] += 1
-        ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)
-        if not ranked or ranked[0][1] == 0 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
-            return None
-        return ranked[0][0]
-
     def translate(self, text: str, from_lang: str | None, to_lang: str, rng: random.Random) -> str:
         """Translate word by word; unknown words pass through; punctuation is kept.
+
+        Words are whole grapheme clusters (see ``_words``): a letter with combining
+        marks is never cut from them, and emoji pass through as words.
 
         A word with several senses takes one chosen by ``rng``; a sense with
         several forms takes its usual form half of the time, else another one.
@@ -123,7 +114,7 @@ class Glossary:
             raise KeyError(to_lang)
         if from_lang is not None and from_lang not in self._index:
             raise KeyError(from_lang)
-        parts = _SPLIT.split(text)
+        parts = split(text)
         sentence_start = True
         for i in range(1, len(parts), 2):
             word = parts[i]

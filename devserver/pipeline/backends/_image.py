@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ._glossary import tokens
+from ._words import tokens
 
 RGB = tuple[int, int, int]
 

@@ -23,7 +23,7 @@ IMAGE_MODEL = "procedural-shapes"
 AUDIO_MODEL = "pentatonic-synth"
 
 #: Bumped when an algorithm changes its output for the same inputs.
-ALGORITHM_VERSION = "1"
+ALGORITHM_VERSION = "2"  # 2: words are whole grapheme clusters; emoji are words
 
 
 class LocalBackend:
@@ -53,10 +53,6 @@ class LocalBackend:
             AUDIO_MODEL: ALGORITHM_VERSION,
         }
 
-    def detect_language(self, text: str) -> str | None:
-        """The glossary language with the most words in ``text``; None if unknown or tied."""
-        return self.glossary.detect(text)
-
     def translate(self, text: str, from_lang: str | None, to_lang: str, seed: int) -> TextResult:
         """Word-by-word glossary translation; see ``Glossary.translate``.
 
@@ -67,7 +63,8 @@ class LocalBackend:
             if lang is not None and lang not in self.glossary.languages:
                 raise UnsupportedLanguage(
                     f"the glossary translator knows {', '.join(self.glossary.languages)}, "
-                    f"not {lang!r}"
+                    f"not {lang!r}",
+                    lang,
                 )
         text_out = self.glossary.translate(text, from_lang, to_lang, random.Random(seed))
         params = {"from_lang": from_lang, "to_lang": to_lang, "seed": seed}

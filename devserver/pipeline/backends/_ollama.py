@@ -142,13 +142,13 @@ def _ollama_error(exc: urllib.error.HTTPError) -> str:
 
 
 class OllamaBackend:
-    """Translation and interception on Ollama; media and language detection stay local.
+    """Translation and interception on Ollama; media stay local.
 
     Args:
         client: the HTTP client for the server.
         model: the Ollama model name (e.g. ``llama3.2``).
         temperature: sampling temperature passed with every request.
-        local: the backend used for media and language detection.
+        local: the backend used for media.
     """
 
     name = "ollama"
@@ -176,10 +176,6 @@ class OllamaBackend:
         versions = dict(self.local.model_versions())
         versions[self.model] = None
         return versions
-
-    def detect_language(self, text: str) -> str | None:
-        """Language detection by the local glossary (no model call)."""
-        return self.local.detect_language(text)
 
     def _ask(self, prompt: str, seed: int) -> tuple[str, dict[str, Any]]:
         options = {"seed": seed, "temperature": self.temperature}

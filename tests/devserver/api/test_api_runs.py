@@ -52,7 +52,10 @@ def test_stille_post_run_records_the_whole_journey(client: Any) -> None:
     assert_outputs_share_loop_iteration(record, outputs=1)
     assert_complete_has_no_iteration(record)
     (user_input,) = items_of(record, "user_input_text")
-    assert user_input["metadata"] == {"language": "de", "language_source": "detected"}
+    assert user_input["metadata"]["language"] == "de"
+    assert user_input["metadata"]["language_source"] == "detected"
+    assert user_input["metadata"]["language_confidence"] > 0.9
+    assert user_input["metadata"]["language_detector"].startswith("py3langid ")
     (translation,) = items_of(record, "translation_result")
     assert translation["metadata"] == {"from_lang": "de", "to_lang": "en", "seed": 12}
     iterations = items_of(record, "interception_iteration")
@@ -183,7 +186,7 @@ def test_running_run_is_readable_live(make_app: Any) -> None:
     backend = GatedBackend(gate_at=3)
     client = make_app(BACKEND_INSTANCE=backend).test_client()
     response = client.post(
-        "/api/runs", json={"config": "stillepost", "input": "Ein Hund", "seed": 0}
+        "/api/runs", json={"config": "stillepost", "input": "Ein Hund spielt im Garten", "seed": 0}
     )
     assert response.status_code == 202
     run_id = response.json["run_id"]
@@ -232,14 +235,19 @@ def test_language_given_by_the_caller_is_used_and_recorded(client: Any) -> None:
     answer = start(client, config="stillepost", input="Hund Katze", language="de", seed=4)
     record = record_of(client, answer["run_id"])
     (user_input,) = items_of(record, "user_input_text")
-    assert user_input["metadata"] == {"language": "de", "language_source": "request"}
+    assert user_input["metadata"] == {
+        "language": "de",
+        "language_source": "request",
+        "language_confidence": None,
+    }
 
 
 def test_unknown_input_language_stays_none(client: Any) -> None:
     answer = start(client, config="stillepost", input="Zorblax qwertz", seed=4)
     record = record_of(client, answer["run_id"])
     (user_input,) = items_of(record, "user_input_text")
-    assert user_input["metadata"] == {"language": None, "language_source": None}
+    assert user_input["metadata"]["language"] is None
+    assert user_input["metadata"]["language_source"] == "detected"
     first = items_of(record, "interception_iteration")[0]
     assert first["metadata"]["from_lang"] is None  # not invented
     last = items_of(record, "interception_iteration")[-1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -163,15 +162,17 @@ def test_stille_post_journey_shows_eight_iterations_in_order_and_downloads_work(
     assert description.inner_text().startswith("Stille Post (Chinese whispers): the prompt")
     assert (card_title.text_content() or "").endswith(": picture")
     page.click("button.lang[data-lang='de']")
-    # Every download link works: fetch one with the browser and check what comes back.
+    # Every download link works: the picture book and the picture, nothing for researchers.
     links = page.locator("#download-list a")
     hrefs = [links.nth(k).get_attribute("href") for k in range(links.count())]
-    assert f"/api/runs/{run_id}/export/json" in hrefs
+    assert hrefs[0] == f"/api/runs/{run_id}/export/picturebook"
+    assert len(hrefs) == 2 and re.fullmatch(rf"/api/runs/{run_id}/media/[\w.-]+", hrefs[1] or "")
     fetched = page.evaluate(
-        "async (url) => { const r = await fetch(url); return [r.status, await r.text()]; }",
-        f"/api/runs/{run_id}/export/json",
+        "async (url) => { const r = await fetch(url);"
+        " return [r.status, r.headers.get('content-type')]; }",
+        hrefs[0],
     )
-    assert fetched[0] == 200 and json.loads(fetched[1])["run_id"] == run_id
+    assert fetched == [200, "application/pdf"]
     for href in hrefs:
         with urllib.request.urlopen(served.base + href, timeout=60) as answer:
             assert answer.status == 200 and answer.read(1)

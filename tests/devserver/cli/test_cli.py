@@ -31,6 +31,16 @@ def test_run_prints_the_whole_journey_and_stores_the_record(app: Any, runner: An
     assert record is not None and record.status == "success" and len(record.items) == 21
 
 
+def test_run_says_which_steps_were_not_translated(runner: Any) -> None:
+    result = runner.invoke(["run", "stillepost", "كلب يلعب في الحديقة", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "input (ar): كلب يلعب في الحديقة" in result.output
+    steps = [line for line in result.output.splitlines() if line.startswith("  [")]
+    assert len(steps) == 8
+    assert all("not translated (ar unsupported)" in step for step in steps)
+    assert "Status: success" in result.output
+
+
 def test_run_shows_a_block(runner: Any) -> None:
     result = runner.invoke(["run", "dada", "Ein Hakenkreuz", "--safety-level", "teens"])
     assert result.exit_code == 0

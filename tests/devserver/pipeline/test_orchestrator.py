@@ -62,7 +62,11 @@ def test_nothing_is_invented_for_unknown_values(tmp_path: Path) -> None:
         if item.item_type in ("pipeline_start", "stage_transition", "pipeline_complete"):
             assert item.model is None and item.backend is None and item.duration_ms is None
         if item.item_type == "user_input_text":
-            assert item.metadata == {"language": None, "language_source": None}
+            # Detection was tried and was not sure: the language stays None; the
+            # model's best guess and its probability are kept under their own names.
+            assert item.metadata["language"] is None
+            assert item.metadata["language_source"] == "detected"
+            assert item.metadata["language_confidence"] < item.metadata["language_threshold"]
     (translation,) = [i for i in record.items if i.item_type == "translation_result"]
     assert translation.metadata["from_lang"] is None
 

@@ -39,6 +39,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "SHUTDOWN_TIMEOUT_S": ("DEVSERVER_SHUTDOWN_TIMEOUT_S", 30.0),
     "MAX_BODY_BYTES": ("DEVSERVER_MAX_BODY_BYTES", 1 << 20),
     "SAFETY_LEVEL": ("DEVSERVER_SAFETY_LEVEL", "kids"),
+    "EXPORT_THREADS": ("DEVSERVER_EXPORT_THREADS", 2),
 }
 
 RESEARCH_TOKEN_FILE = "research_token"
@@ -71,6 +72,9 @@ class Settings:
     safety_level: str
     wait_timeout_s: float
     shutdown_timeout_s: float
+    #: Batch exports produced at once, each on a dedicated export thread (0: on the
+    #: request thread, as before; see _export_pool for why).
+    export_threads: int
     research_token: str
     research_token_file: Path | None
     pseudonym_key: str
@@ -216,6 +220,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         safety_level=_safety_level(config),
         wait_timeout_s=_number(config, "WAIT_TIMEOUT_S", float, 0.0),
         shutdown_timeout_s=_number(config, "SHUTDOWN_TIMEOUT_S", float, 0.0),
+        export_threads=_number(config, "EXPORT_THREADS", int, 0),
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),

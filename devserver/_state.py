@@ -27,6 +27,7 @@ from execution_history import (
 )
 
 from ._configs import PipelineConfig, load_configs
+from ._export_pool import ExportPool
 from ._journals import ProcessJournal
 from ._orchestrator import Pipeline
 from ._runs import RunService
@@ -61,6 +62,8 @@ class DevServer:
     journal: ProcessJournal
     pseudonymiser: Pseudonymiser
     runs: RunService
+    #: Where batch exports run (a few dedicated threads).
+    exports: ExportPool
     _closed: bool = field(default=False, repr=False)
     _close_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -82,6 +85,7 @@ class DevServer:
         report = self.finaliser.close(timeout=max(timeout, 5.0))
         report.runs_aborted = not finished
         self.shutdown = report
+        self.exports.close()  # before the store: an export reads from it
         self.journal.close()
         self.store.close()
         return report.clean
@@ -167,6 +171,7 @@ def init_app(app: Flask) -> DevServer:
         journal=journal,
         pseudonymiser=Pseudonymiser(settings.pseudonym_key),
         runs=runs,
+        exports=ExportPool(settings.export_threads),
     )
     app.extensions[EXTENSION] = state
     # A process that exits without a signal (e.g. the end of a script) still drains.

@@ -27,6 +27,7 @@ FORMATS = tuple(
     os.environ.get("BENCH_SOAK_FORMATS", "docx,pdf,qdpx,rocrate,json,xml,qdc,csv,xlsx").split(",")
 )
 TARGET_MIB = 50.0
+SETTLE_S = 1.0
 TOKEN = "soak-bench-research-token-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +42,13 @@ VARIANTS: dict[str, dict[str, str]] = {
     "before + trim": {"DEVSERVER_EXPORT_THREADS": "0", "SOAK_PATCH": "trim-inline"},
     "before + MALLOC_ARENA_MAX=2": {"DEVSERVER_EXPORT_THREADS": "0", "MALLOC_ARENA_MAX": "2"},
     "before + 8 request threads": {"DEVSERVER_EXPORT_THREADS": "0", "SOAK_THREADS": "8"},
+    # a fixed mmap threshold: glibc no longer raises it (and the trim threshold) after
+    # freeing a large block, so blocks of 128 KiB and more are always mapped on their own
+    "shipped + fixed mmap threshold": {"MALLOC_MMAP_THRESHOLD_": "131072"},
+    "before + fixed mmap threshold": {
+        "DEVSERVER_EXPORT_THREADS": "0",
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+    },
 }
 SHOWN = tuple(os.environ.get("BENCH_SOAK_VARIANTS", "before,shipped").split(","))
 
@@ -227,10 +235,14 @@ def soak(data_dir: Path, name: str, variant: str, batches: int) -> dict[str, Any
         for _ in range(batches):
             size, took = batch(server, name, data_dir / "download.zip")
             seconds.append(took)
+            # The client has the last byte before the server has finished tidying up
+            # (closing the export, releasing memory): read RSS once the server is idle.
+            time.sleep(SETTLE_S)
             after.append(rss_mib(server.pid))
         print(f"   {name:8} {variant:28} " + " ".join(f"{v:.0f}" for v in after), flush=True)
         mapped = memory_map(server.pid)
         report = malloc_report(server)
+        print(f"   {name:8} {variant:28} " + repr({**mapped, **report}), flush=True)
     growth = after[-1] - after[0]
     return {
         "format": name,
@@ -295,7 +307,10 @@ def _report_memory(signum: int, frame: object) -> None:
     sys.stderr.write(f"{MARK} begin\npython blocks = {sys.getallocatedblocks()}\n")
     sys.stderr.flush()
     try:
-        ctypes.CDLL("libc.so.6").malloc_stats()  # glibc: per arena, to stderr
+        libc = ctypes.CDLL("libc.so.6")
+        if os.environ.get("SOAK_TRIM_BEFORE_REPORT"):  # diagnosis: is the rest free memory?
+            libc.malloc_trim(0)
+        libc.malloc_stats()  # glibc: per arena, to stderr
     except (OSError, AttributeError):
         pass
     sys.stderr.write(f"{MARK} end\n")

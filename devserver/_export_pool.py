@@ -17,11 +17,13 @@ generator is closed, as it would be on the request thread.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from ._malloc import release_free_memory
 
@@ -126,7 +128,7 @@ class ExportPool:
                     return
                 if isinstance(item, _Failed):
                     raise item.error
-                yield item  # type: ignore[misc]
+                yield cast(bytes, item)
         finally:
             job.stopped.set()
 
@@ -162,6 +164,9 @@ class ExportPool:
                     self._running.discard(job)
                 del job  # drop the export's last references before memory is released
                 if self.release:
+                    # Collect first: python-docx and lxml trees sit in reference cycles,
+                    # and their C memory is freed only when the collector runs.
+                    gc.collect()
                     release_free_memory()
                 with self._lock:
                     self._idle += 1

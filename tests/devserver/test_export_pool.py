@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from flask import Flask
 
 import devserver._batch
 from devserver._export_pool import THREAD_NAME, ExportPool, ExportPoolClosed
+from devserver._malloc import release_free_memory
 
 from .research_support import live_server, seed_runs
 from .test_research_batch import download
@@ -139,3 +142,12 @@ def test_exports_beyond_the_threads_wait_and_then_run() -> None:
         assert results == [b"c"]
     finally:
         pool.close()
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
+    reason="malloc_trim is glibc's",
+)
+def test_free_memory_is_handed_back_on_glibc() -> None:
+    """The export thread's malloc_trim is found and called (elsewhere it is a no-op)."""
+    assert release_free_memory() is True

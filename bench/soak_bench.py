@@ -22,6 +22,8 @@ RUNS = int(os.environ.get("BENCH_SOAK_RUNS", "300"))
 #: (they cost little memory and would stretch the bench on a 2-core machine).
 BATCHES = int(os.environ.get("BENCH_SOAK_BATCHES", "25"))
 LIGHT_BATCHES = int(os.environ.get("BENCH_SOAK_LIGHT_BATCHES", "10"))
+#: At most this many batches for the "before" variant (its growth is linear; it is slow).
+BEFORE_BATCHES = int(os.environ.get("BENCH_SOAK_BEFORE_BATCHES", "0")) or None
 HEAVY = ("docx", "pdf", "qdpx", "rocrate")
 FORMATS = tuple(
     os.environ.get("BENCH_SOAK_FORMATS", "docx,pdf,qdpx,rocrate,json,xml,qdc,csv,xlsx").split(",")
@@ -35,20 +37,17 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (``SOAK_*`` ones are read by this bench's launcher, ``_serve_variant``). "before" is
 #: the earlier behaviour (each export on whichever request thread took the request);
 #: "shipped" is the default; the others are the candidates measured on the way.
+_BEFORE = {"DEVSERVER_EXPORT_THREADS": "0", "SOAK_PATCH": "dynamic-mmap"}
 VARIANTS: dict[str, dict[str, str]] = {
-    "before": {"DEVSERVER_EXPORT_THREADS": "0"},
+    "before": _BEFORE,
     "shipped": {},
-    "export thread without trim": {"SOAK_PATCH": "no-trim"},
-    "before + trim": {"DEVSERVER_EXPORT_THREADS": "0", "SOAK_PATCH": "trim-inline"},
-    "before + MALLOC_ARENA_MAX=2": {"DEVSERVER_EXPORT_THREADS": "0", "MALLOC_ARENA_MAX": "2"},
-    "before + 8 request threads": {"DEVSERVER_EXPORT_THREADS": "0", "SOAK_THREADS": "8"},
-    # a fixed mmap threshold: glibc no longer raises it (and the trim threshold) after
-    # freeing a large block, so blocks of 128 KiB and more are always mapped on their own
-    "shipped + fixed mmap threshold": {"MALLOC_MMAP_THRESHOLD_": "131072"},
-    "before + fixed mmap threshold": {
-        "DEVSERVER_EXPORT_THREADS": "0",
-        "MALLOC_MMAP_THRESHOLD_": "131072",
-    },
+    "shipped with dynamic mmap threshold": {"SOAK_PATCH": "dynamic-mmap"},
+    "shipped without gc before trim": {"SOAK_PATCH": "no-gc"},
+    "export thread only": {"SOAK_PATCH": "dynamic-mmap,no-trim"},
+    "before + trim": {**_BEFORE, "SOAK_PATCH": "dynamic-mmap,trim-inline"},
+    "before + fixed mmap threshold": {"DEVSERVER_EXPORT_THREADS": "0"},
+    "before + MALLOC_ARENA_MAX=2": {**_BEFORE, "MALLOC_ARENA_MAX": "2"},
+    "before + 8 request threads": {**_BEFORE, "SOAK_THREADS": "8"},
 }
 SHOWN = tuple(os.environ.get("BENCH_SOAK_VARIANTS", "before,shipped").split(","))
 
@@ -56,16 +55,23 @@ NOTES = f"""\
 A real `devserver serve` process on 127.0.0.1 (its default request threads, a
 temporary data dir) holds {RUNS} `stillepost` runs of the `local` backend, made
 through `POST /api/runs?wait=true` (each with its 512×512 image). For each format
-and server variant a fresh server is started on that data dir and
+and server variant a fresh server is started on that data dir, and
 `GET /api/exports?format=…` of all {RUNS} runs is downloaded whole with the
-research token, one batch after another; after each batch the server's resident
-memory is read from `/proc/<pid>/status` (VmRSS). Batches: {BATCHES} for
-{", ".join(HEAVY)}; {LIGHT_BATCHES} for the lighter formats. Growth is RSS after the
-last batch minus RSS after the first; target: ≤ {TARGET_MIB:g} MiB. Variants: "before"
-runs each export on the request thread that took the request (as before the fix,
-`DEVSERVER_EXPORT_THREADS=0`); "shipped" is the default (exports on the dedicated
-export thread). Reproduce: `python -m bench soak` (environment:
-`BENCH_SOAK_RUNS`, `BENCH_SOAK_BATCHES`, `BENCH_SOAK_LIGHT_BATCHES`,
+research token, one batch after another; {SETTLE_S:g} s after each batch the
+server's resident memory is read from `/proc/<pid>/status` (VmRSS). Growth is RSS
+after the last batch minus RSS after the first; target: ≤ {TARGET_MIB:g} MiB.
+"before" is the server as it was (each export on whichever request thread took the
+request, glibc's dynamic mmap threshold); "shipped" is the default (exports on the
+export thread, cycles collected and free memory trimmed after each, the mmap
+threshold fixed at server start). The last columns say where the memory is after
+the last batch: resident MiB of glibc's per-thread arena heaps, of the main heap,
+of other anonymous mappings (Python's own arenas, thread stacks), the number of
+malloc arenas, the free space they hold (address space, not all resident) and
+Python's live blocks (after a collection). The batch counts are in the table:
+{BATCHES} per heavy format unless the run said otherwise (`BENCH_SOAK_BATCHES_PDF`,
+`BENCH_SOAK_BEFORE_BATCHES`), {LIGHT_BATCHES} for the light ones. Reproduce:
+`python -m bench soak` (environment: `BENCH_SOAK_RUNS`, `BENCH_SOAK_BATCHES`,
+`BENCH_SOAK_LIGHT_BATCHES`, `BENCH_SOAK_BATCHES_<FORMAT>`, `BENCH_SOAK_BEFORE_BATCHES`,
 `BENCH_SOAK_FORMATS`, `BENCH_SOAK_VARIANTS`).
 """
 
@@ -273,6 +279,15 @@ def soak(data_dir: Path, name: str, variant: str, batches: int) -> dict[str, Any
     }
 
 
+def batch_count(name: str, variant: str) -> int:
+    """How many batches of ``name`` (``BENCH_SOAK_BATCHES_<FORMAT>`` overrides the default)."""
+    count = BATCHES if name in HEAVY else LIGHT_BATCHES
+    count = int(os.environ.get(f"BENCH_SOAK_BATCHES_{name.upper()}", count))
+    if variant == "before" and BEFORE_BATCHES:
+        count = min(count, BEFORE_BATCHES)
+    return count
+
+
 def run() -> list[dict[str, Any]]:
     """Soak every format in every shown variant, side by side (variants alternate per format).
 
@@ -287,10 +302,9 @@ def run() -> list[dict[str, Any]]:
             make_runs(server, RUNS)
             print(f"   {RUNS} runs made in {time.perf_counter() - began:.0f} s", flush=True)
         for index, name in enumerate(FORMATS):
-            count = BATCHES if name in HEAVY else LIGHT_BATCHES
             # alternate which variant goes first, so drift on a shared machine hits both
             order = SHOWN if index % 2 == 0 else SHOWN[::-1]
-            measured = {v: soak(data_dir, name, v, count) for v in order}
+            measured = {v: soak(data_dir, name, v, batch_count(name, v)) for v in order}
             rows.extend(measured[v] for v in SHOWN)
     return rows
 
@@ -320,12 +334,17 @@ def _report_memory(signum: int, frame: object) -> None:
 def _serve_variant(argv: list[str]) -> None:
     """Child process: ``devserver serve`` with the variant's patch (``SOAK_PATCH``) applied."""
     signal.signal(signal.SIGUSR1, _report_memory)
-    patch = os.environ.get("SOAK_PATCH", "")
-    if patch == "no-trim":  # the export thread alone, without malloc_trim after a batch
-        import devserver._export_pool
+    patches = set(filter(None, os.environ.get("SOAK_PATCH", "").split(",")))
+    import devserver._export_pool
+    import devserver._serve
 
+    if "dynamic-mmap" in patches:  # glibc's default: the threshold rises after a large free
+        devserver._serve.fix_mmap_threshold = lambda: False
+    if "no-trim" in patches:  # no malloc_trim after a batch on the export thread
         devserver._export_pool.release_free_memory = lambda: False
-    elif patch == "trim-inline":  # malloc_trim after each batch, on the request thread
+    if "no-gc" in patches:  # malloc_trim without collecting reference cycles first
+        devserver._export_pool.gc.collect = lambda: 0  # type: ignore[assignment]
+    if "trim-inline" in patches:  # malloc_trim after each batch, on the request thread
         import devserver._api_research
         from devserver._malloc import release_free_memory
 
@@ -343,8 +362,9 @@ def _serve_variant(argv: list[str]) -> None:
             return relay()
 
         devserver._api_research.stream_batch = trimmed  # type: ignore[assignment]
-    elif patch:
-        raise SystemExit(f"unknown SOAK_PATCH {patch!r}")
+    unknown = patches - {"dynamic-mmap", "no-trim", "no-gc", "trim-inline"}
+    if unknown:
+        raise SystemExit(f"unknown SOAK_PATCH {unknown}")
     from devserver.cli import main
 
     main(["serve", *argv])

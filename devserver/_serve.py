@@ -27,6 +27,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from ._api_events import get_hub
 from ._limits import WAITRESS_MARGIN_BYTES
+from ._malloc import fix_mmap_threshold
 from ._settings import Settings
 from ._state import get_state
 
@@ -124,6 +125,8 @@ def research_hint(settings: Settings, url: str) -> str:
 
 def serve(app: Flask, host: str, port: int, threads: int | None = None) -> bool:
     """Serve ``app`` until SIGINT or SIGTERM (call from the main thread)."""
+    # Before the request threads exist: freed large buffers must leave the arenas (_malloc).
+    fix_mmap_threshold()
     state = get_state(app)
     server = make_server(app, host, port, threads)
     stop = threading.Event()

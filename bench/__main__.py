@@ -107,9 +107,11 @@ def main(argv: list[str]) -> int:
         # A section run alone replaces only its own section, and says it was run alone.
         document = OUTPUT.read_text(encoding="utf-8")
         stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+        settings = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
+        command = " ".join([*settings, "python -m bench", *argv])
         for title, section in ran:
             head = f"\n## {title}\n\n"
-            alone = f"Measured alone with `python -m bench {' '.join(argv)}` on {stamp}.\n\n"
+            alone = f"Measured alone with `{command}` on {stamp}.\n\n"
             document = replace_section(document, title, head + alone + section[len(head) :])
         OUTPUT.write_text(document, encoding="utf-8")
         print(f"updated {', '.join(title for title, _ in ran)} in {OUTPUT}")

@@ -14,7 +14,7 @@ from flask import Flask
 
 import devserver._batch
 from devserver._export_pool import THREAD_NAME, ExportPool, ExportPoolClosed
-from devserver._malloc import release_free_memory
+from devserver._malloc import fix_mmap_threshold, release_free_memory
 
 from .research_support import live_server, seed_runs
 from .test_research_batch import download
@@ -148,6 +148,9 @@ def test_exports_beyond_the_threads_wait_and_then_run() -> None:
     not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
     reason="malloc_trim is glibc's",
 )
-def test_free_memory_is_handed_back_on_glibc() -> None:
-    """The export thread's malloc_trim is found and called (elsewhere it is a no-op)."""
+def test_the_allocator_controls_are_found_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """malloc_trim and mallopt are found and called (elsewhere both are no-ops saying so)."""
     assert release_free_memory() is True
+    assert fix_mmap_threshold() is True  # the default threshold: harmless in this process
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert fix_mmap_threshold() is False  # the operator's own setting wins

@@ -98,7 +98,7 @@ class ExportPool:
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._idle = 0
-        self._running: set[_Job] = set()
+        self._open: set[_Job] = set()  # submitted and not finished: stopped by close()
         self._closed = False
 
     def stream(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -136,6 +136,7 @@ class ExportPool:
         with self._lock:
             if self._closed:
                 raise ExportPoolClosed("the server is shutting down")
+            self._open.add(job)
             self._jobs.put(job)
             if self._idle > 0:
                 self._idle -= 1  # an idle thread takes it
@@ -153,15 +154,13 @@ class ExportPool:
             job = self._jobs.get()
             if job is None:
                 return
-            with self._lock:
-                self._running.add(job)
             try:
                 job.run()
-            except BaseException:  # pragma: no cover - run() hands every Exception on
+            except Exception:  # run() hands the export's own errors on; this is the rest
                 logger.exception("export thread: an export failed outside its generator")
             finally:
                 with self._lock:
-                    self._running.discard(job)
+                    self._open.discard(job)
                 del job  # drop the export's last references before memory is released
                 if self.release:
                     # Collect first: python-docx and lxml trees sit in reference cycles,
@@ -172,12 +171,15 @@ class ExportPool:
                     self._idle += 1
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop running exports at their next chunk and end the threads. Idempotent."""
+        """Stop exports at their next chunk (waiting ones before their first), end the threads.
+
+        Idempotent.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for job in self._running:
+            for job in self._open:
                 job.stopped.set()
             workers = list(self._workers)
         for _ in workers:

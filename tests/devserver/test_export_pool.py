@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +17,12 @@ from flask import Flask
 
 import devserver._batch
 from devserver._export_pool import THREAD_NAME, ExportPool, ExportPoolClosed
-from devserver._malloc import fix_mmap_threshold, release_free_memory
+from devserver._malloc import release_free_memory
 
 from .research_support import live_server, seed_runs
 from .test_research_batch import download
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _export_threads(
@@ -148,9 +153,21 @@ def test_exports_beyond_the_threads_wait_and_then_run() -> None:
     not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
     reason="malloc_trim is glibc's",
 )
-def test_the_allocator_controls_are_found_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    """malloc_trim and mallopt are found and called (elsewhere both are no-ops saying so)."""
+def test_the_allocator_controls_are_found_on_glibc() -> None:
+    """malloc_trim and mallopt are found and called (elsewhere both are no-ops saying so).
+
+    In a child process: pinning the threshold here would change the allocator of
+    every test after this one.
+    """
     assert release_free_memory() is True
-    assert fix_mmap_threshold() is True  # the default threshold: harmless in this process
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert fix_mmap_threshold() is False  # the operator's own setting wins
+    probe = (
+        "import os; from devserver._malloc import fix_mmap_threshold as f; a = f(); "
+        "os.environ['MALLOC_MMAP_THRESHOLD_'] = '65536'; print(a, f())"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    # pinned; then the operator's own MALLOC_MMAP_THRESHOLD_ wins
+    assert answer.stdout.split() == ["True", "False"], answer.stderr

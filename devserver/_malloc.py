@@ -8,7 +8,7 @@ first batch export, buffers of up to 32 MiB come from the arenas and up to
 64 MiB free at an arena's top stays resident. A server with a hundred
 request threads then keeps tens of MiB per arena after each batch.
 
-- ``fix_mmap_threshold()`` (once, at server start) pins the threshold at
+- ``fix_mmap_threshold()`` (once, at server start) pins both thresholds at
   glibc's default of 128 KiB: larger blocks are mapped on their own and
   returned to the system when freed, and arenas trim their top eagerly.
 - ``release_free_memory()`` (after a batch export) returns the free pages
@@ -29,7 +29,8 @@ import sys
 logger = logging.getLogger("devserver")
 
 
-#: glibc's ``M_MMAP_THRESHOLD`` parameter of ``mallopt`` (malloc.h).
+#: glibc's ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` parameters of ``mallopt`` (malloc.h).
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: glibc's default threshold; setting it (to any value) turns off the dynamic raising.
 MMAP_THRESHOLD_BYTES = 128 * 1024
@@ -51,14 +52,22 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Pin glibc's mmap threshold (and so stop its dynamic raising); False where not possible.
+    """Pin glibc's mmap and trim thresholds at ``threshold`` (both glibc's defaults: 128 KiB).
 
-    An explicit ``MALLOC_MMAP_THRESHOLD_`` in the environment wins: the operator chose.
+    Both: by the time the server starts, imports may already have raised the
+    trim threshold (to twice the largest block freed), and pinning the mmap
+    threshold alone leaves it there. An explicit ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` in the environment wins: the operator chose.
+
+    Returns:
+        True when both were set; False elsewhere (not glibc) or when the
+        environment sets either.
     """
     libc = _libc()
-    if libc is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if libc is None or {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & set(os.environ):
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    pinned = libc.mallopt(M_MMAP_THRESHOLD, threshold)
+    return bool(pinned and libc.mallopt(M_TRIM_THRESHOLD, threshold))
 
 
 def release_free_memory() -> bool:

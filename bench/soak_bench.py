@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "shipped without gc before trim": {"SOAK_PATCH": "no-gc"},
     "export thread only": {"SOAK_PATCH": "dynamic-mmap,no-trim"},
     "before + trim": {**_BEFORE, "SOAK_PATCH": "dynamic-mmap,trim-inline"},
-    "before + fixed mmap threshold": {"DEVSERVER_EXPORT_THREADS": "0"},
+    "before + fixed thresholds": {"DEVSERVER_EXPORT_THREADS": "0"},
     "before + MALLOC_ARENA_MAX=2": {**_BEFORE, "MALLOC_ARENA_MAX": "2"},
     "before + 8 request threads": {**_BEFORE, "SOAK_THREADS": "8"},
 }
@@ -343,7 +344,8 @@ def _serve_variant(argv: list[str]) -> None:
     if "no-trim" in patches:  # no malloc_trim after a batch on the export thread
         devserver._export_pool.release_free_memory = lambda: False
     if "no-gc" in patches:  # malloc_trim without collecting reference cycles first
-        devserver._export_pool.gc.collect = lambda: 0  # type: ignore[assignment]
+        # only the export pool's collection: the memory report still collects
+        devserver._export_pool.gc = types.SimpleNamespace(collect=lambda: 0)  # type: ignore[assignment]
     if "trim-inline" in patches:  # malloc_trim after each batch, on the request thread
         import devserver._api_research
         from devserver._malloc import release_free_memory

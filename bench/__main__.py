@@ -18,6 +18,7 @@ SECTIONS = [
     ("Devserver end to end", "bench.devserver_bench"),
     ("Research API", "bench.api_bench"),
     ("Live feed", "bench.feed_bench"),
+    ("Soak: memory over repeated batch exports", "bench.soak_bench"),
 ]
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 PREAMBLE = Path(__file__).resolve().parent / "preamble.md"
@@ -56,6 +57,16 @@ def table(rows: list[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def replace_section(document: str, title: str, text: str) -> str:
+    """``document`` with the section headed ``## {title}`` replaced by ``text`` (or appended)."""
+    head = f"\n## {title}\n"
+    start = document.find(head)
+    if start < 0:
+        return document.rstrip("\n") + "\n" + text
+    end = document.find("\n## ", start + len(head))
+    return document[:start] + text.rstrip("\n") + "\n" + (document[end:] if end >= 0 else "")
+
+
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     parts = [
@@ -65,6 +76,7 @@ def main(argv: list[str]) -> int:
         f"Machine: {machine()}.\n",
     ]
     failed = 0
+    ran: list[tuple[str, str]] = []
     for title, module_name in SECTIONS:
         if wanted and not any(w in module_name for w in wanted):
             continue
@@ -85,10 +97,24 @@ def main(argv: list[str]) -> int:
         text = table(rows)
         print(text, flush=True)
         notes = getattr(module, "NOTES", "")
-        parts.append(f"\n## {title}\n\n{notes}\n{text}")
+        section = f"\n## {title}\n\n{notes}\n{text}"
+        parts.append(section)
+        ran.append((title, section))
     if not wanted:
         OUTPUT.write_text("\n".join(parts), encoding="utf-8")
         print(f"wrote {OUTPUT}")
+    elif ran and OUTPUT.exists():
+        # A section run alone replaces only its own section, and says it was run alone.
+        document = OUTPUT.read_text(encoding="utf-8")
+        stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+        settings = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
+        command = " ".join([*settings, "python -m bench", *argv])
+        for title, section in ran:
+            head = f"\n## {title}\n\n"
+            alone = f"Measured alone with `{command}` on {stamp}.\n\n"
+            document = replace_section(document, title, head + alone + section[len(head) :])
+        OUTPUT.write_text(document, encoding="utf-8")
+        print(f"updated {', '.join(title for title, _ in ran)} in {OUTPUT}")
     return 1 if failed else 0
 
 

@@ -48,6 +48,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "FEED_HEARTBEAT_S": ("DEVSERVER_FEED_HEARTBEAT_S", 15.0),
     "FEED_MAX_SUBSCRIBERS": ("DEVSERVER_FEED_MAX_SUBSCRIBERS", 64),
     "FEED_WRITE_DEADLINE_S": ("DEVSERVER_FEED_WRITE_DEADLINE_S", 10.0),
+    "EXPORT_THREADS": ("DEVSERVER_EXPORT_THREADS", 2),
 }
 
 
@@ -91,6 +92,9 @@ class Settings:
     safety_level: str
     wait_timeout_s: float
     shutdown_timeout_s: float
+    #: Batch exports produced at once, each on a dedicated export thread (0: on the
+    #: request thread, as before; see _export_pool for why).
+    export_threads: int
     research_token: str
     research_token_file: Path | None
     pseudonym_key: str
@@ -292,6 +296,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         safety_level=_safety_level(config),
         wait_timeout_s=_number(config, "WAIT_TIMEOUT_S", float, 0.0),
         shutdown_timeout_s=_number(config, "SHUTDOWN_TIMEOUT_S", float, 0.0),
+        export_threads=_number(config, "EXPORT_THREADS", int, 0),
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),

@@ -27,6 +27,7 @@ from execution_history import (
     open_store,
 )
 
+from ._export_pool import ExportPool
 from ._settings import Settings, resolve
 from .live._feed import FeedHub
 from .pipeline._configs import PipelineConfig, load_configs
@@ -64,6 +65,8 @@ class DevServer:
     pseudonymiser: Pseudonymiser
     runs: RunService
     feed: FeedHub
+    #: Where batch exports run (a few dedicated threads).
+    exports: ExportPool
     _closed: bool = field(default=False, repr=False)
     _close_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -86,6 +89,7 @@ class DevServer:
         report = self.finaliser.close(timeout=max(timeout, 5.0))
         report.runs_aborted = not finished
         self.shutdown = report
+        self.exports.close()  # before the store: an export reads from it
         self.journal.close()
         self.store.close()
         return report.clean
@@ -173,6 +177,7 @@ def init_app(app: Flask) -> DevServer:
         pseudonymiser=Pseudonymiser(settings.pseudonym_key),
         runs=runs,
         feed=FeedHub(settings.feed),
+        exports=ExportPool(settings.export_threads),
     )
     app.extensions[EXTENSION] = state
     # A process that exits without a signal (e.g. the end of a script) still drains.

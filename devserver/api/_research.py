@@ -243,7 +243,8 @@ def batch_export() -> Response:
         options=state.settings.export_options,
     )
     try:
-        chunks = stream_batch(batch)
+        # On an export thread, not this request thread: see _export_pool for why.
+        chunks = state.exports.stream(stream_batch(batch))
     except exports.MissingDependencyError as exc:
         raise ApiError(501, "format_unavailable", str(exc)) from None
     stamp = _stamp()

@@ -29,6 +29,7 @@ import uvicorn
 from flask import Flask
 
 from .._asgi import AsgiApp
+from .._malloc import fix_mmap_threshold
 from .._settings import Settings
 from .._state import get_state
 
@@ -152,6 +153,8 @@ def research_hint(settings: Settings, url: str) -> str:
 
 def serve(app: Flask, host: str, port: int, threads: int | None = None) -> bool:
     """Serve ``app`` until SIGINT or SIGTERM (call from the main thread)."""
+    # Before the view threads exist: freed large buffers must leave the arenas (_malloc).
+    fix_mmap_threshold()
     state = get_state(app)
     _raise_descriptor_limit()
     server = make_server(app, host, port, threads)

@@ -12,15 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import devserver._batch
 import pytest
 from flask import Flask
 
+import devserver.research._batch
 from devserver._export_pool import THREAD_NAME, ExportPool, ExportPoolClosed
 from devserver._malloc import release_free_memory
 
+from .research.test_research_batch import download
 from .research_support import live_server, seed_runs
-from .test_research_batch import download
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +31,13 @@ def _export_threads(
     """The names of the threads that exported each run of a batch through a real server."""
     seed_runs(app, 3, with_media=False)
     names: set[str] = set()
-    real_export = devserver._batch.exports.export
+    real_export = devserver.research._batch.exports.export
 
     def watched(*args: Any, **kwargs: Any) -> None:
         names.add(threading.current_thread().name)
         real_export(*args, **kwargs)
 
-    monkeypatch.setattr(devserver._batch.exports, "export", watched)
+    monkeypatch.setattr(devserver.research._batch.exports, "export", watched)
     with live_server(app) as base:
         status, _, _ = download(app, base, query)
     assert status == 200

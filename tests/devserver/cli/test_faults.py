@@ -530,6 +530,7 @@ def test_sigterm_during_slow_runs_exits_within_the_timeout_and_records_every_run
             began = time.monotonic()
             code = server.stop(timeout=timeout_s + 60)
             elapsed = time.monotonic() - began
+            print(f"shutdown: exit {elapsed:.2f} s after SIGTERM, timeout {timeout_s} s")
             waiter.join(10)
     assert elapsed < timeout_s + margin_s, f"exit took {elapsed:.1f} s"
     assert code == 1

@@ -278,6 +278,8 @@
 
   // Stage 4's title names what the run's config makes: one picture, pictures, a sound,
   // or pictures and sounds (the general title when the config is unknown).
+  let stage4Key = "stage4";
+
   function titleStage4(configName) {
     const config = configs.find((c) => c.name === configName);
     const kinds = ((config && config.outputs) || []).map((o) => o.kind);
@@ -287,7 +289,14 @@
     if (images === 1 && sounds === 0) key = "stage4_image";
     else if (images > 1 && sounds === 0) key = "stage4_images";
     else if (sounds > 0 && images === 0) key = "stage4_sound";
+    stage4Key = key;
     label(stageBox(4).querySelector("h3 span[data-i18n^='stage4']"), key);
+  }
+
+  // The name of a stage wherever it is said (its card, the step line, the announcement):
+  // stage 4 by what this run's config makes.
+  function stageName(stage) {
+    return { key: stage === 4 ? stage4Key : "stage" + stage };
   }
 
   function setStage(n, status) {
@@ -450,7 +459,7 @@
       return;
     }
     const stage = Number(item.stage);
-    if (stage >= 1 && stage <= 4) label($("run-step"), "stepStage", { stage, name: { key: "stage" + stage } });
+    if (stage >= 1 && stage <= 4) label($("run-step"), "stepStage", { stage, name: stageName(stage) });
   }
 
   // With a slow backend the page has shown all it has: it says which step runs now.
@@ -463,7 +472,7 @@
         ? "nowTranslation" : "nowTransformation";
       label($("run-now"), kind, { n: run.iterationsShown + 1, planned });
     } else if (stage >= 1 && stage <= 4) {
-      label($("run-now"), "nowStage", { stage, name: { key: "stage" + stage } });
+      label($("run-now"), "nowStage", { stage, name: stageName(stage) });
     } else {
       label($("run-now"), "nowStarting");
     }
@@ -594,7 +603,7 @@
       if (from >= 1 && from <= 4 && stageBox(from).dataset.status === "running") setStage(from, "done");
       if (to >= 1 && to <= 4) {
         setStage(to, "running");
-        announce("announceStage", { stage: to, name: { key: "stage" + to } });
+        announce("announceStage", { stage: to, name: stageName(to) });
       }
     },
     user_input_text(item) {

@@ -325,6 +325,7 @@ def test_stage_4_is_titled_by_what_the_config_makes(
     wait_for_end(page)
     title = page.locator("#stage-4 h3 span[data-i18n^='stage4']")
     assert title.inner_text() == german
+    assert german in page.locator("#run-step").inner_text()  # the step line says it too
     notes = page.locator("#stage-2 .iterations-done")
     if note is None:
         assert notes.count() == 0

@@ -169,7 +169,19 @@ def test_sigterm_during_runs_loses_no_record(tmp_path: Path) -> None:
 
         waiter = threading.Thread(target=wait_for_one)
         waiter.start()
-        time.sleep(0.3)  # the waiting request reaches the server behind the queue
+        # SIGTERM only once the waiting request's run is accepted (queued behind the others):
+        # a signal that came first would rightly refuse it with 503.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _, health = call_json(base, "GET", "/api/health")
+            stored = SQLiteRecordStore(data_dir / "history.sqlite3")
+            try:
+                accepted_so_far = health["runs_in_flight"] + stored.count()
+            finally:
+                stored.close()
+            if accepted_so_far >= 24:
+                break
+            time.sleep(0.02)
         process.send_signal(signal.SIGTERM)
         waiter.join(60)
         results += waited

@@ -81,7 +81,6 @@
     try { localStorage.setItem("journey-lang", lang); } catch (e) { /* private mode */ }
     relabel();
     showConfigDescription();
-    showConfigDescription();
   }
 
   function initialLanguage() {

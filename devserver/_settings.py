@@ -49,6 +49,10 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "FEED_MAX_SUBSCRIBERS": ("DEVSERVER_FEED_MAX_SUBSCRIBERS", 64),
     "FEED_WRITE_DEADLINE_S": ("DEVSERVER_FEED_WRITE_DEADLINE_S", 10.0),
     "EXPORT_THREADS": ("DEVSERVER_EXPORT_THREADS", 2),
+    "JOURNAL_INTERVAL_S": ("DEVSERVER_JOURNAL_INTERVAL_S", 0.25),
+    "FEED_OTHER_POLL_S": ("DEVSERVER_FEED_OTHER_POLL_S", 0.25),
+    # Set by ``serve --workers`` for each worker it starts (0, 1, …); None otherwise.
+    "WORKER_INDEX": ("DEVSERVER_WORKER_INDEX", None),
 }
 
 
@@ -62,6 +66,9 @@ class FeedSettings:
 
     #: How often the poller looks at live runs' item lists.
     poll_s: float = 0.005
+    #: How often a feed of a run another process runs reads its journal file when no
+    #: notification said it grew (all the time with SQLite; a safety net with PostgreSQL).
+    other_poll_s: float = 0.25
     #: A comment line is sent after this long without an event.
     heartbeat_s: float = 15.0
     #: Streams open at once over all runs; more are refused with 503.
@@ -111,6 +118,11 @@ class Settings:
     recording_notice: str | None = None
     #: Milliseconds the page waits between two steps of a journey (0: all at once).
     journey_step_ms: int = 900
+    #: How often the in-flight journal writes new items (what another process's feed of
+    #: a run waits for at most; ``serve --workers`` makes it 0.05 s unless set).
+    journal_interval_s: float = 0.25
+    #: This process's place among ``serve --workers`` processes; None when it serves alone.
+    worker_index: int | None = None
 
     @property
     def data(self) -> DataDir:
@@ -304,7 +316,14 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         workshop=_optional_text(config, "WORKSHOP", MAX_WORKSHOP_CHARS),
         recording_notice=_optional_text(config, "RECORDING_NOTICE", MAX_NOTICE_CHARS),
         journey_step_ms=_step_ms(config),
+        journal_interval_s=_number(config, "JOURNAL_INTERVAL_S", float, 0.001),
+        worker_index=(
+            _number(config, "WORKER_INDEX", int, 0)
+            if config.get("WORKER_INDEX") not in (None, "")
+            else None
+        ),
         feed=FeedSettings(
+            other_poll_s=_number(config, "FEED_OTHER_POLL_S", float, _POSITIVE),
             poll_s=_number(config, "FEED_POLL_S", float, _POSITIVE),
             heartbeat_s=_number(config, "FEED_HEARTBEAT_S", float, _POSITIVE),
             max_subscribers=_number(config, "FEED_MAX_SUBSCRIBERS", int, 1),

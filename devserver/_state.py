@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ class DevServer:
             "journal_write_failures": failures,
             "accepting_runs": accepting,
             "store": {"reachable": problem is None, "problem": problem},
+            "process": {"pid": os.getpid(), "worker": self.settings.worker_index},
         }
 
 
@@ -137,7 +139,9 @@ def init_app(app: Flask) -> DevServer:
     store = open_store(settings.database_path)
     store_sink = StoreSink(store, data.quarantine)
     registry = LiveRunRegistry()
-    journal = ProcessJournal(data.journal, damaged_dir=data.damaged_journals)
+    journal = ProcessJournal(
+        data.journal, damaged_dir=data.damaged_journals, interval_s=settings.journal_interval_s
+    )
     journal.recover_dead(store)
     # After recovery: a whole record saved at a shutdown replaces the journal's copy.
     for folder in (store_sink.quarantine_dir, *data.last_resort_dirs):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._build import build_record, utc_from_ns
 from ._finaliser import Finaliser, RunProcessor, ShutdownReport, Sink
 from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
-from ._journal import Journal, Recovery, journal_files, journal_user
+from ._journal import Journal, JournalTail, Recovery, journal_files, journal_user
 from ._live import LiveRunRegistry
 from ._media import media_file, open_media
 from ._privacy import Pseudonymiser
@@ -74,6 +74,7 @@ __all__ = [
     "ItemType",
     "IterationProgress",
     "Journal",
+    "JournalTail",
     "Limits",
     "LiveRunRegistry",
     "MediaRef",

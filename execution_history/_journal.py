@@ -222,6 +222,65 @@ class Journal:
         report.damaged.append((path.name, reason))
 
 
+class JournalTail:
+    """Follows the journal file of one run that another process is writing.
+
+    ``refresh`` reads the lines appended since the last call into ``log``,
+    whole lines only (a line being written is read at the next call), and
+    never takes an item twice: after a failed write the writer cuts its file
+    back and writes the same items again. ``gone`` turns True once the file
+    is removed, which the writer does only after the run's record is safe.
+
+    Args:
+        path: the run's journal file.
+
+    Raises:
+        OSError: the file cannot be read (e.g. it was removed already).
+        DamagedRunLog: its first line is not a whole run-log header.
+    """
+
+    def __init__(self, path: Path) -> None:
+        with path.open("rb") as handle:
+            first = handle.readline()
+        if not first.endswith(b"\n"):
+            raise DamagedRunLog("the header line is not written whole yet")
+        self.path = path
+        self.log = RunLog.from_lines([first.decode("ascii", errors="replace")])
+        self.gone = False
+        self._offset = len(first)
+        self._seen: set[object] = set()
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Read what was appended; True when a new line was read."""
+        if self.gone:
+            return False
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            self.gone = True
+            return False
+        except OSError:
+            return False  # read again at the next call
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            return False
+        self._offset += cut
+        log = self.log
+        for line in data[:cut].decode("ascii", errors="replace").splitlines():
+            before = len(log.items)
+            log.read_line(line)
+            if len(log.items) > before:
+                sequence = log.items[-1].sequence
+                if sequence in self._seen:
+                    log.items.pop()  # written again after a failed write
+                else:
+                    self._seen.add(sequence)
+        return True
+
+
 def journal_files(folder: Path) -> list[Path]:
     """The journal files of runs in ``folder`` (one per run, named by its run id)."""
     try:
@@ -243,4 +302,4 @@ def journal_user(path: Path) -> str | None:
     return user
 
 
-__all__ = ["Journal", "Recovery", "journal_files", "journal_user"]
+__all__ = ["Journal", "JournalTail", "Recovery", "journal_files", "journal_user"]

@@ -283,19 +283,27 @@ class RunLog:
             )
         log = cls.from_header(header)
         for line in iterator:
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-                if isinstance(value, list) and len(value) in _ITEM_LENGTHS:
-                    log.items.append(raw_item_of(value))
-                elif isinstance(value, dict) and isinstance(value.get("end"), dict):
-                    log._read_end(value["end"])
-                else:
-                    raise ValueError("neither an item nor an end line")
-            except (ValueError, TypeError):
-                log.unreadable_lines += 1
+            log.read_line(line)
         return log
+
+    def read_line(self, line: str) -> None:
+        """Take one line after the header: an item is appended, the end line ends the run.
+
+        A blank line is ignored; a line that does not parse is counted in
+        ``unreadable_lines`` (never raised).
+        """
+        if not line.strip():
+            return
+        try:
+            value = json.loads(line)
+            if isinstance(value, list) and len(value) in _ITEM_LENGTHS:
+                self.items.append(raw_item_of(value))
+            elif isinstance(value, dict) and isinstance(value.get("end"), dict):
+                self._read_end(value["end"])
+            else:
+                raise ValueError("neither an item nor an end line")
+        except (ValueError, TypeError):
+            self.unreadable_lines += 1
 
     @classmethod
     def from_header(cls, header: Mapping[str, Any]) -> RunLog:

@@ -63,7 +63,7 @@ def events(run_id: str) -> Response:
         if found is None:
             return None
         if found.in_flight and found.log is not None:
-            return RunFeed.live(found.log, media_prefix, planned)
+            return RunFeed.live(found.log, media_prefix, planned, follow=found.follow)
         return RunFeed.stored(found.record(), media_prefix, planned)
 
     try:

@@ -17,6 +17,17 @@ class StoreHealth(BaseModel):
     problem: str | None = Field(default=None, description="Why not, when it does not.")
 
 
+class ProcessHealth(BaseModel):
+    """Which server process answered (``serve --workers`` runs several)."""
+
+    pid: int = Field(description="The process id.")
+    worker: int | None = Field(
+        default=None,
+        description="Its place among the workers of `serve --workers` (0, 1, …); null when "
+        "the process serves alone.",
+    )
+
+
 class HealthAnswer(BaseModel):
     """Runs in flight and runs waiting anywhere before they are safe in the store."""
 
@@ -36,6 +47,7 @@ class HealthAnswer(BaseModel):
     journal_write_failures: int = Field(description="Failed journal writes since the start.")
     accepting_runs: bool = Field(description="False while the journal cannot be written.")
     store: StoreHealth
+    process: ProcessHealth
 
 
 @bp.get("/health")

@@ -6,6 +6,7 @@ Further commands (``status``, ``runs``, ``show``, ``export``, ``forget``,
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 from typing import Any
@@ -70,7 +71,25 @@ def main() -> None:
     help="The workshop's age level (default: DEVSERVER_SAFETY_LEVEL, else kids). A run may "
     "ask for a stricter one; a less protective one needs the research token.",
 )
-def serve(host: str, port: int, threads: int | None, safety_level: str | None) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    envvar="DEVSERVER_SERVE_WORKERS",
+    show_envvar=True,
+    help="Server processes sharing the port, the store and the data dir (docs/deployment.md). "
+    "Not DEVSERVER_WORKERS, which is how many runs one process executes at once.",
+)
+@click.option("--listen-fd", type=click.IntRange(0), default=None, hidden=True)
+def serve(
+    host: str,
+    port: int,
+    threads: int | None,
+    safety_level: str | None,
+    workers: int,
+    listen_fd: int | None,
+) -> None:
     """Serve the app (uvicorn, streams on its event loop) until Ctrl+C or SIGTERM.
 
     \b
@@ -86,13 +105,44 @@ def serve(host: str, port: int, threads: int | None, safety_level: str | None) -
     """
     from ._serve import serve as serve_app
 
+    if workers > 1 and listen_fd is None:
+        sys.exit(_supervise(host, port, threads, safety_level, workers))
+    listening = None
+    if listen_fd is not None:  # a worker of ``serve --workers``: the socket is inherited
+        from ._workers import end_with_supervisor
+
+        end_with_supervisor()
+        listening = socket.socket(fileno=listen_fd)
     app = make_app({"SAFETY_LEVEL": safety_level} if safety_level else None)
     try:
-        clean = serve_app(app, host, port, threads)
+        clean = serve_app(app, host, port, threads, listening)
     except OSError as exc:  # e.g. the port is taken
         app.extensions["devserver"].close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sys.exit(0 if clean else 1)
+
+
+def _supervise(
+    host: str, port: int, threads: int | None, safety_level: str | None, workers: int
+) -> int:
+    """Bind, check the configuration once, then run ``workers`` server processes."""
+    from .._state import get_state
+    from ._serve import listen, print_banner, socket_url
+    from ._workers import Supervisor
+
+    # Built once and closed: a bad setting, an unreachable database or one on an unknown
+    # schema stops here, not in N workers; dead processes' runs are recovered once.
+    app = make_app({"SAFETY_LEVEL": safety_level} if safety_level else None)
+    state = get_state(app)
+    settings = state.settings
+    state.close()
+    try:
+        listening = listen(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    listening.set_inheritable(True)
+    print_banner(settings, socket_url(listening), workers)
+    return Supervisor(listening, workers, settings, threads, safety_level).run()
 
 
 @main.command("run")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import resource
 import shlex
 import signal
@@ -46,15 +47,17 @@ class HttpServer:
         OSError: the address cannot be bound (e.g. the port is taken).
     """
 
-    def __init__(self, app: Flask, host: str, port: int, threads: int) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        host: str,
+        port: int,
+        threads: int,
+        listening: socket.socket | None = None,
+    ) -> None:
         self.app = app
         self.asgi = AsgiApp(app, threads)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.create_server((host, port), family=family, backlog=2048)
-        # Accepted connections inherit it: a response goes out as its headers and then its
-        # body, and without it the body waits for the client's delayed ACK (about 40 ms a
-        # request, measured with the research API bench).
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.socket = listening if listening is not None else listen(host, port)
         self.host, self.port = self.socket.getsockname()[:2]
         config = uvicorn.Config(
             self.asgi,
@@ -85,22 +88,51 @@ class HttpServer:
         thread.join(1.0)
 
 
-def make_server(app: Flask, host: str, port: int, threads: int | None = None) -> HttpServer:
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0 picks a free port).
+
+    Raises:
+        OSError: the address cannot be bound (e.g. the port is taken).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.create_server((host, port), family=family, backlog=2048)
+    # Accepted connections inherit it: a response goes out as its headers and then its
+    # body, and without it the body waits for the client's delayed ACK (about 40 ms a
+    # request, measured with the research API bench).
+    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listening
+
+
+def make_server(
+    app: Flask,
+    host: str,
+    port: int,
+    threads: int | None = None,
+    listening: socket.socket | None = None,
+) -> HttpServer:
     """A server for ``app`` bound to ``host``:``port`` (0 picks a free port).
 
     Args:
         threads: views running at once; by default enough for every run slot to
             have a waiting request plus as many again for readers (streams of
             the live feed need no thread).
+        listening: a socket already listening (a worker's, inherited from
+            ``serve --workers``); ``host`` and ``port`` are then not bound again.
     """
     state = get_state(app)
-    return HttpServer(app, host, port, threads or max(16, 2 * state.runs.capacity))
+    return HttpServer(app, host, port, threads or max(16, 2 * state.runs.capacity), listening)
 
 
 def server_url(server: HttpServer) -> str:
     """The URL the server answers on."""
-    host = f"[{server.host}]" if ":" in str(server.host) else str(server.host)
-    return f"http://{host}:{server.port}/"
+    return socket_url(server.socket)
+
+
+def socket_url(listening: socket.socket) -> str:
+    """The URL a listening socket answers on."""
+    host, port = listening.getsockname()[:2]
+    host = f"[{host}]" if ":" in str(host) else str(host)
+    return f"http://{host}:{port}/"
 
 
 def run_until_stopped(
@@ -151,13 +183,37 @@ def research_hint(settings: Settings, url: str) -> str:
     return f'curl -H "Authorization: Bearer {token}" {url}api/runs'
 
 
-def serve(app: Flask, host: str, port: int, threads: int | None = None) -> bool:
-    """Serve ``app`` until SIGINT or SIGTERM (call from the main thread)."""
+def print_banner(settings: Settings, url: str, workers: int = 1) -> None:
+    """What ``serve`` prints at start: where it listens, and how to reach the research API."""
+    processes = f"   processes: {workers}" if workers > 1 else ""
+    print(f"devserver listening on {url}", flush=True)
+    print(f"  backend: {settings.backend}   data dir: {settings.data_dir}{processes}", flush=True)
+    if settings.research_token_file is not None:
+        print(f"  research token: in {settings.research_token_file}", flush=True)
+    else:
+        print("  research token: from DEVSERVER_RESEARCH_TOKEN", flush=True)
+    print(f"  research API: {research_hint(settings, url)}", flush=True)
+    print("  stop with Ctrl+C (runs in flight are finished and recorded)", flush=True)
+
+
+def serve(
+    app: Flask,
+    host: str,
+    port: int,
+    threads: int | None = None,
+    listening: socket.socket | None = None,
+) -> bool:
+    """Serve ``app`` until SIGINT or SIGTERM (call from the main thread).
+
+    Args:
+        listening: a worker's inherited socket (``serve --workers``): the
+            worker says only that it serves; the supervisor printed the banner.
+    """
     # Before the view threads exist: freed large buffers must leave the arenas (_malloc).
     fix_mmap_threshold()
     state = get_state(app)
     _raise_descriptor_limit()
-    server = make_server(app, host, port, threads)
+    server = make_server(app, host, port, threads, listening)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -166,15 +222,10 @@ def serve(app: Flask, host: str, port: int, threads: int | None = None) -> bool:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    settings = state.settings
-    print(f"devserver listening on {server_url(server)}", flush=True)
-    print(f"  backend: {settings.backend}   data dir: {settings.data_dir}", flush=True)
-    if settings.research_token_file is not None:
-        print(f"  research token: in {settings.research_token_file}", flush=True)
+    if listening is None:
+        print_banner(state.settings, server_url(server))
     else:
-        print("  research token: from DEVSERVER_RESEARCH_TOKEN", flush=True)
-    print(f"  research API: {research_hint(settings, server_url(server))}", flush=True)
-    print("  stop with Ctrl+C (runs in flight are finished and recorded)", flush=True)
+        print(f"devserver worker {os.getpid()} serving", flush=True)
     try:
         return run_until_stopped(app, server, stop, echo=lambda text: print(text, flush=True))
     finally:

@@ -182,6 +182,7 @@ class RunFeed:
         self.subscribers = 0
         # Live-run state, touched only under _advance_lock.
         self._log: RunLog | None = None
+        self._follow: Callable[[], None] | None = None
         self._advance_lock = threading.Lock()
         self._cursor = 0
         self._next_sequence = 1
@@ -195,19 +196,28 @@ class RunFeed:
         self.loop_signals: dict[object, Any] = {}
 
     @classmethod
-    def live(cls, log: RunLog, media_prefix: str, planned: Planned) -> RunFeed:
+    def live(
+        cls,
+        log: RunLog,
+        media_prefix: str,
+        planned: Planned,
+        follow: Callable[[], None] | None = None,
+    ) -> RunFeed:
         """A feed that follows a running run until it ends.
 
         Args:
             log: the run's log (queued, running or just ended).
             media_prefix: ``/api/runs/<run_id>/media/``.
             planned: what the run's config plans, for the ``end`` event's progress.
+            follow: for a run another process runs, what reads its new items into
+                ``log`` (and settles it at the end); called before each look.
 
         Returns:
             The feed, with what the run holds so far already published.
         """
         feed = cls(log.run_id, media_prefix, planned)
         feed._log = log
+        feed._follow = follow
         feed.advance()
         return feed
 
@@ -234,6 +244,11 @@ class RunFeed:
         """Whether the last frame (``end``) is known."""
         return self._end is not None
 
+    @property
+    def follows_other(self) -> bool:
+        """Whether another process runs the run (its items are read from a file)."""
+        return self._follow is not None
+
     def _progress(self, record: ExecutionRecord) -> RunProgress:
         iterations, outputs = self._planned(record.config_name)
         return progress_of_record(record, planned_iterations=iterations, planned_outputs=outputs)
@@ -250,6 +265,8 @@ class RunFeed:
         if not self._advance_lock.acquire(blocking=False):
             return False  # another thread is at it; its readers will be woken
         try:
+            if self._follow is not None:
+                self._follow()
             # Read ``closed`` before the length: once closed, the list is final,
             # so everything up to this length is everything the run recorded.
             closed = log.closed
@@ -280,6 +297,13 @@ class RunFeed:
                 waited = time.monotonic() - self._closed_at
                 if log.settled or waited >= END_WAIT_S:
                     record = log.record if log.record is not None else build_record(log)
+                    if self._follow is not None:
+                        # Another process's run: its journal file may have gone (the run
+                        # was stored) before its last lines were read; the record has them.
+                        for item in sorted(record.items, key=lambda i: i.sequence):
+                            if item.sequence >= self._next_sequence:
+                                frames.append(encode_item(item, self._media_prefix))
+                                sequences.append(item.sequence)
                     end = encode_end(self._progress(record))
             if frames or end is not None:
                 with self._cond:
@@ -288,6 +312,7 @@ class RunFeed:
                     if end is not None:
                         self._end = end
                         self._log = None  # the run's record goes its own way now
+                        self._follow = None
                     self._cond.notify_all()
                 self._wake()
             return end is not None
@@ -367,6 +392,8 @@ class FeedHub:
         self._closed = False
         self.subscribers = 0
         self.dropped = 0
+        #: Runs another process said it wrote items of since the poller last looked.
+        self._notified: set[str] = set()
 
     def subscribe(self, run_id: str, open_feed: Callable[[], RunFeed | None]) -> RunFeed | None:
         """Join the feed of ``run_id``, opening it with ``open_feed`` when nobody watches it.
@@ -436,15 +463,44 @@ class FeedHub:
         """Runs with at least one subscriber."""
         return len(self._feeds)
 
+    def notify(self, run_id: str) -> None:
+        """Another process wrote items of ``run_id`` to its journal: look at once.
+
+        Called by the listener of database notifications (``_notify``); a run
+        nobody here watches is ignored.
+        """
+        with self._lock:
+            if run_id in self._feeds:
+                self._notified.add(run_id)
+
+    def notify_all(self) -> None:
+        """Look at every feed of another process's run at once (notifications were lost)."""
+        with self._lock:
+            self._notified.update(self._feeds)
+
     def _poll(self) -> None:
-        """Advance every live feed every ``poll_s``; exits when no live feed is left."""
+        """Advance every live feed; exits when no live feed is left.
+
+        Feeds of this process's runs are looked at every ``poll_s`` (a look
+        reads a list in memory). Feeds of runs another process runs read a
+        file: they are looked at when ``notify`` says it grew, and at least
+        every ``other_poll_s`` (all there is without notifications).
+        """
+        last_other = 0.0
         while True:
+            now = time.monotonic()
+            every_other = now - last_other >= self.settings.other_poll_s
             with self._lock:
                 live = [feed for feed in self._feeds.values() if not feed.ended]
                 if not live or self._closed:
                     self._poller = None
                     return
+                notified, self._notified = self._notified, set()
+            if every_other:
+                last_other = now
             for feed in live:
+                if feed.follows_other and not every_other and feed.run_id not in notified:
+                    continue
                 try:
                     feed.advance()
                 except Exception:  # one broken run must not stop the others' feeds

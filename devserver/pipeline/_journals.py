@@ -16,15 +16,21 @@ import fcntl
 import logging
 import secrets
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from execution_history import (
     DamagedRunLog,
+    ExecutionRecord,
     Journal,
+    JournalTail,
     RecordStore,
     RunFilter,
     RunLog,
+    RunStatus,
+    build_record,
     is_run_id,
     journal_files,
 )
@@ -152,6 +158,29 @@ class ProcessJournal:
             return log, not process_alive(path.parent)
         return None
 
+    def follow_other(
+        self, run_id: str, load: Callable[[str], ExecutionRecord | None]
+    ) -> OtherRun | None:
+        """Follow ``run_id`` while another living process runs it; None when none does.
+
+        Args:
+            load: reads the run's stored record (called once its journal file is gone).
+        """
+        if not is_run_id(run_id):
+            return None
+        try:
+            paths = [p for p in self.root.glob(f"*/{run_id}.jsonl") if p.parent != self.folder]
+        except OSError:
+            return None
+        for path in paths:
+            if not process_alive(path.parent):
+                continue
+            try:
+                return OtherRun(JournalTail(path), load)
+            except (OSError, DamagedRunLog):
+                continue
+        return None
+
     def close(self) -> None:
         """Stop journaling; remove the folder when no run was left unfinished."""
         if self.journal is not None:
@@ -163,6 +192,57 @@ class ProcessJournal:
                     shutil.rmtree(self.folder, ignore_errors=True)
             self._lock_file.close()  # releases the lock
             self._lock_file = None
+
+
+class OtherRun:
+    """A run another process is running, followed through its journal file.
+
+    ``log`` grows as ``refresh`` reads the file. The run settles (``log.record``
+    is set) when the file is gone, with the record the store then holds, or
+    when the other process died, with the ``incomplete`` record recovery makes
+    of what the file held.
+
+    Args:
+        tail: the run's journal file, opened.
+        load: reads the run's stored record.
+    """
+
+    #: How often, at most, the other process's lock is checked (a system call).
+    ALIVE_CHECK_S = 0.5
+
+    def __init__(self, tail: JournalTail, load: Callable[[str], ExecutionRecord | None]) -> None:
+        self.tail = tail
+        self.log = tail.log
+        self._load = load
+        self._checked_alive = time.monotonic()
+
+    def refresh(self) -> None:
+        """Read what the other process appended; settle the log when the run is over."""
+        log = self.log
+        if log.settled:
+            return
+        tail = self.tail
+        if tail.refresh():
+            return
+        if tail.gone:
+            record = self._load(log.run_id)
+            if record is None:  # removed without a stored record: recovery will say
+                record = build_record(log, recovered=not log.closed)
+            self._settle(record)
+            return
+        now = time.monotonic()
+        if now - self._checked_alive < self.ALIVE_CHECK_S:
+            return
+        self._checked_alive = now
+        if not process_alive(tail.path.parent):
+            tail.refresh()  # its last whole lines
+            self._settle(build_record(log, recovered=True))
+
+    def _settle(self, record: ExecutionRecord) -> None:
+        log = self.log
+        if not log.closed:  # only the feed reads it now: the record is what counts
+            log.end(RunStatus(str(record.status)))
+        log.settle(record)
 
 
 def _process_folders(root: Path) -> list[Path]:

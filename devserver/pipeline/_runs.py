@@ -19,6 +19,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +91,7 @@ class FoundRun:
     face, whichever place the run was found in.
     """
 
-    __slots__ = ("_json", "_record", "log", "run_id")
+    __slots__ = ("_json", "_record", "follow", "log", "run_id")
 
     def __init__(
         self,
@@ -99,11 +100,15 @@ class FoundRun:
         log: RunLog | None = None,
         record: ExecutionRecord | None = None,
         json_text: str | None = None,
+        follow: Callable[[], None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.log = log
         self._record = record
         self._json = json_text
+        #: For a run another process runs: reads what it appended into ``log`` (the feed
+        #: calls it before each look); None for a run of this process.
+        self.follow = follow
 
     @property
     def in_flight(self) -> bool:
@@ -309,8 +314,9 @@ class RunService:
         Asked in this order: in flight (queued, running, or ended and not yet
         safe in a store: a run leaves the live side only after its record is
         safe, so this order never misses one at the hand-over), the store, the
-        quarantine, and the journals of other processes (a run a dead process
-        left, recovery could not store yet).
+        quarantine, and the journals of other processes: a run another living
+        process runs (followed live: ``FoundRun.follow``), or one a dead process
+        left and recovery could not store yet (``incomplete``).
         """
         log = self.log(run_id)
         if log is not None:
@@ -327,6 +333,9 @@ class RunService:
             if text is not None:
                 return FoundRun(run_id, json_text=text)
         if self.journals is not None:
+            other_run = self.journals.follow_other(run_id, self.store.load)
+            if other_run is not None:  # a living process runs it: follow it live
+                return FoundRun(run_id, log=other_run.log, follow=other_run.refresh)
             found = self.journals.read_other(run_id)
             if found is not None:
                 other, dead = found

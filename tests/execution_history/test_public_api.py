@@ -27,6 +27,8 @@ EXPECTED = {
     "open_store",
     # media files read only from inside a run's folder, never through a link (issue 12)
     "media_file", "open_media",
+    # following another process's run (scale-out, issue 15)
+    "JournalTail",
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from execution_history import ExecutionTracker
@@ -10,7 +11,7 @@ from tests.records import log_stille_post
 
 HEALTH_FIELDS = {
     "status", "runs_in_flight", "runs_waiting_to_be_written", "runs_held_in_memory",
-    "runs_quarantined", "journal_write_failures", "accepting_runs", "store",
+    "runs_quarantined", "journal_write_failures", "accepting_runs", "store", "process",
 }  # fmt: skip
 
 
@@ -33,6 +34,8 @@ def test_health_of_a_fresh_server_is_ok(client: Any) -> None:
     assert body["store"] == {"reachable": True, "problem": None}
     assert body["accepting_runs"] is True
     assert body["runs_quarantined"] == body["runs_held_in_memory"] == 0
+    # one process serving alone: no worker index
+    assert body["process"] == {"pid": os.getpid(), "worker": None}
 
 
 def test_a_quarantined_run_is_readable_counted_and_reported(app: Any, client: Any) -> None:

@@ -18,6 +18,7 @@ SECTIONS = [
     ("Devserver end to end", "bench.devserver_bench"),
     ("Research API", "bench.api_bench"),
     ("Live feed", "bench.feed_bench"),
+    ("Scale-out: processes and PostgreSQL", "bench.scaleout_bench"),
     ("Soak: memory over repeated batch exports", "bench.soak_bench"),
 ]
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"

@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class _Watched:
     written: int = 0  # items written so far
     offset: int = 0  # bytes of the file known to be complete
     ended: bool = False  # the end line is written
+    last_sequence: int = 0  # the highest sequence number written
 
 
 @dataclass(slots=True)
@@ -56,13 +58,23 @@ class Journal:
         damaged_dir: where files recovery cannot read are moved, with the
             reason logged; default ``<folder>/damaged``.
         interval_s: how often new items are written.
+        on_written: called after a write with the runs that got new lines
+            (exceptions are logged, never raised).
     """
 
     name = "journal"
 
     def __init__(
-        self, folder: str | Path, *, damaged_dir: str | Path | None = None, interval_s: float = 0.25
+        self,
+        folder: str | Path,
+        *,
+        damaged_dir: str | Path | None = None,
+        interval_s: float = 0.25,
+        on_written: Callable[[list[tuple[str, int]]], None] | None = None,
     ) -> None:
+        #: Told after each write, off the pipeline's thread, which runs got new lines:
+        #: (run id, highest sequence written). Another process's feed of a run is woken by it.
+        self.on_written = on_written
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.damaged_dir = Path(damaged_dir) if damaged_dir is not None else self.folder / "damaged"
@@ -114,13 +126,20 @@ class Journal:
     # ----------------------------------------------------------------- writes
 
     def flush(self) -> None:
-        """Write every watched run's new items (and ending) now."""
+        """Write every watched run's new items (and ending) now; then tell ``on_written``."""
+        written: list[tuple[str, int]] = []
         with self._lock:
             for watched in list(self._watched.values()):
                 try:
-                    self._append(watched)
+                    if self._append(watched):
+                        written.append((watched.log.run_id, watched.last_sequence))
                 except OSError as exc:
                     self._failed(watched, exc)
+        if written and self.on_written is not None:
+            try:
+                self.on_written(written)
+            except Exception:  # a listener must never stop the journal
+                logger.exception("journal listener failed")
 
     def close(self) -> None:
         """Flush once more and stop the thread (files of unfinished runs stay)."""
@@ -135,19 +154,24 @@ class Journal:
     def _path(self, run_id: str) -> Path:
         return self.folder / f"{run_id}.jsonl"
 
-    def _append(self, watched: _Watched) -> None:
+    def _append(self, watched: _Watched) -> bool:
+        """Write the run's new lines; True when there were any."""
         log = watched.log
         closed = log.closed  # read before the items, so an end line never misses an item
         end = len(log.items)
         if end == watched.written and (watched.ended or not closed):
-            return
-        lines = [log.item_line(raw) for raw in log.items[watched.written : end]]
+            return False
+        new = log.items[watched.written : end]
+        lines = [log.item_line(raw) for raw in new]
+        sequences = [raw.sequence for raw in new if type(raw.sequence) is int]
         if closed:
             lines.append(log.end_line())
         data = ("\n".join(lines) + "\n").encode("ascii")
         with self._path(log.run_id).open("ab") as handle:
             handle.write(data)
         watched.written, watched.offset, watched.ended = end, watched.offset + len(data), closed
+        watched.last_sequence = max([watched.last_sequence, *sequences])
+        return True
 
     def _failed(self, watched: _Watched, exc: OSError) -> None:
         """A write failed (disk full, read-only): cut the file back to its last whole line.

@@ -52,11 +52,19 @@ class ProcessJournal:
         root: ``<data_dir>/journal``.
         damaged_dir: journal files recovery could not read are moved here (outside ``root``).
         interval_s: how often the journal writes new items.
+        on_written: told which runs got new lines after each write (``Journal``).
     """
 
     name = "journal"
 
-    def __init__(self, root: Path, *, damaged_dir: Path, interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        damaged_dir: Path,
+        interval_s: float = 0.25,
+        on_written: Callable[[list[tuple[str, int]]], None] | None = None,
+    ) -> None:
         self.root = root
         self.damaged_dir = damaged_dir
         self.journal: Journal | None = None
@@ -72,7 +80,12 @@ class ProcessJournal:
             self._lock_file = (staging / _LOCK_NAME).open("wb")
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             self.folder = staging.rename(root / name)
-            self.journal = Journal(self.folder, damaged_dir=self.damaged_dir, interval_s=interval_s)
+            self.journal = Journal(
+                self.folder,
+                damaged_dir=self.damaged_dir,
+                interval_s=interval_s,
+                on_written=on_written,
+            )
         except OSError as exc:
             self.problem = f"the journal folder {root} cannot be written: {exc}"
             logger.error("%s; new runs are refused until it can", self.problem)

@@ -32,15 +32,16 @@ from ._record import (
 from ._run_summary import OutputMedia, RunSummary, summarise_run
 from ._runlog import DamagedRunLog, RawItem, RunLog
 from ._sinks import StoreSink, write_atomically
+from ._pg_store import SchemaError, SchemaStatus, StoreOpenError
 from ._store import (
     RecordStore,
     RunFilter,
     RunRow,
     SQLiteRecordStore,
     Stats,
-    open_store,
     utc_text,
 )
+from ._stores import is_server_database, open_store, store_schema, upgrade_store
 from ._summary import StageFigures, derive_status, summarise_stages
 from ._taxonomy import (
     STAGE_NAMES,
@@ -93,6 +94,8 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "SQLiteRecordStore",
+    "SchemaError",
+    "SchemaStatus",
     "ShutdownReport",
     "Sink",
     "SinkOutcome",
@@ -101,6 +104,7 @@ __all__ = [
     "StageStatus",
     "StageSummary",
     "Stats",
+    "StoreOpenError",
     "StoreSink",
     "Tracker",
     "bind_context",
@@ -109,6 +113,7 @@ __all__ = [
     "current_tracker",
     "derive_status",
     "is_run_id",
+    "is_server_database",
     "journal_files",
     "journal_user",
     "live_item",
@@ -117,9 +122,11 @@ __all__ = [
     "open_media",
     "open_store",
     "progress_of_record",
+    "store_schema",
     "summarise_run",
     "summarise_stages",
     "utc_from_ns",
+    "upgrade_store",
     "utc_text",
     "write_atomically",
 ]

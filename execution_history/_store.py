@@ -656,26 +656,6 @@ def _write(conn: sqlite3.Connection, record: ExecutionRecord) -> None:
     conn.executemany("INSERT INTO run_stages VALUES (?, ?, ?, ?, ?, ?)", stages)
 
 
-def open_store(database: str | Path) -> RecordStore:
-    """The store a database URL or path names: the one place that maps a name to a store.
-
-    Args:
-        database: ``sqlite:///path/to/file.sqlite3`` or a plain file path.
-
-    Raises:
-        ValueError: a URL scheme this version has no store for (named in the message).
-    """
-    text = str(database)
-    if "://" not in text:
-        return SQLiteRecordStore(Path(text))
-    scheme, _, rest = text.partition("://")
-    if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
-        return SQLiteRecordStore(Path(rest[1:]))  # sqlite:///relative, sqlite:////absolute
-    raise ValueError(
-        f"no store for database URL scheme {scheme!r}: use sqlite:///path/to/file.sqlite3"
-    )
-
-
 def _add_columns(conn: sqlite3.Connection) -> None:
     """Add the columns (and their indexes) a database made by an earlier version lacks.
 

@@ -27,6 +27,9 @@ EXPECTED = {
     "open_store",
     # media files read only from inside a run's folder, never through a link (issue 12)
     "media_file", "open_media",
+    # PostgreSQL behind the same store: schema checks and migrations (issue 15)
+    "SchemaError", "SchemaStatus", "StoreOpenError", "is_server_database", "store_schema",
+    "upgrade_store",
 }  # fmt: skip
 
 

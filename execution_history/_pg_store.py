@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ._record import ExecutionRecord
 from ._store import RunFilter, RunRow, Stats, utc_text
+from ._store import _encodable as _storable
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -119,15 +120,6 @@ def _unkey(value: str | None) -> str | None:
     return _ESCAPED.sub(lambda m: "\x00" if m.group(1) == "0" else _ESCAPE, value)
 
 
-def _storable(value: str) -> bool:
-    """Whether text can be sent at all (a lone surrogate cannot be encoded)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _escape_strings(value: Any) -> Any:
     """``value`` (parsed JSON) with every string, keys included, passed through ``_key``."""
     if isinstance(value, str):
@@ -193,7 +185,8 @@ def public_url(url: str) -> str:
         users, _, hosts = netloc.rpartition("@")
         netloc = users.partition(":")[0] + "@" + hosts
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"], safe="/")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # by hand: urlunsplit drops the empty host of a socket URL (postgresql:///db?host=…)
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _require_extra() -> None:

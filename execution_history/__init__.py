@@ -11,6 +11,7 @@ from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
 from ._journal import Journal, Recovery, journal_files, journal_user
 from ._live import LiveRunRegistry
 from ._media import media_file, open_media
+from ._pg_store import SchemaError, SchemaStatus, StoreOpenError
 from ._privacy import Pseudonymiser
 from ._progress import (
     IterationProgress,
@@ -32,7 +33,6 @@ from ._record import (
 from ._run_summary import OutputMedia, RunSummary, summarise_run
 from ._runlog import DamagedRunLog, RawItem, RunLog
 from ._sinks import StoreSink, write_atomically
-from ._pg_store import SchemaError, SchemaStatus, StoreOpenError
 from ._store import (
     RecordStore,
     RunFilter,
@@ -41,7 +41,13 @@ from ._store import (
     Stats,
     utc_text,
 )
-from ._stores import is_server_database, open_store, store_schema, upgrade_store
+from ._stores import (
+    database_name,
+    is_server_database,
+    open_store,
+    store_schema,
+    upgrade_store,
+)
 from ._summary import StageFigures, derive_status, summarise_stages
 from ._taxonomy import (
     STAGE_NAMES,
@@ -111,6 +117,7 @@ __all__ = [
     "build_progress",
     "build_record",
     "current_tracker",
+    "database_name",
     "derive_status",
     "is_run_id",
     "is_server_database",
@@ -125,8 +132,8 @@ __all__ = [
     "store_schema",
     "summarise_run",
     "summarise_stages",
-    "utc_from_ns",
     "upgrade_store",
+    "utc_from_ns",
     "utc_text",
     "write_atomically",
 ]

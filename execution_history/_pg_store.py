@@ -63,6 +63,9 @@ _TEXT_FIELDS = (0, 1, 2, 3, 4, 5, 6, 15)
 #: Filter columns indexed on a prefix: compared on the prefix (index) and in full.
 _PREFIXED = ("config_name", "safety_level", "session_id", "device_id", "user_id")
 
+#: The default filter: every run (a module constant, not a call in each signature).
+_ALL = RunFilter()
+
 _ESCAPE = "\uffff"
 _NEEDS_ESCAPE = re.compile("[\x00\uffff]")
 _ESCAPED = re.compile("\uffff(.)", re.DOTALL)
@@ -462,7 +465,7 @@ class PostgresRecordStore:
 
     def list_runs(
         self,
-        filters: RunFilter = RunFilter(),
+        filters: RunFilter = _ALL,
         limit: int = 50,
         after: tuple[str, str] | None = None,
     ) -> list[RunRow]:
@@ -481,7 +484,7 @@ class PostgresRecordStore:
             rows = conn.execute(sql, [*params, max(0, int(limit))]).fetchall()
         return [_row(row) for row in rows]
 
-    def iter_runs(self, filters: RunFilter = RunFilter(), page: int = 200) -> Iterator[RunRow]:
+    def iter_runs(self, filters: RunFilter = _ALL, page: int = 200) -> Iterator[RunRow]:
         """Every matching run, newest first, fetched page by page (flat memory)."""
         after: tuple[str, str] | None = None
         while True:
@@ -491,14 +494,14 @@ class PostgresRecordStore:
                 return
             after = rows[-1].cursor
 
-    def count(self, filters: RunFilter = RunFilter()) -> int:
+    def count(self, filters: RunFilter = _ALL) -> int:
         """How many runs match."""
         where, params = _where(filters)
         with self._connection() as conn:
             row = conn.execute(f"SELECT count(*) FROM runs WHERE {where}", params).fetchone()
         return int(row[0]) if row is not None else 0
 
-    def stats(self, filters: RunFilter = RunFilter()) -> Stats:
+    def stats(self, filters: RunFilter = _ALL) -> Stats:
         """Counts by status, config, safety level and day; per-stage totals; integrity totals.
 
         Two queries on one connection: the runs in one scan (grouping sets), the
@@ -537,7 +540,12 @@ class PostgresRecordStore:
                         n: int(v or 0) for n, v in zip(names, row[9:14], strict=True)
                     }
                     continue
-                targets = (result.by_status, result.by_config, result.by_safety_level, result.by_day)
+                targets = (
+                    result.by_status,
+                    result.by_config,
+                    result.by_safety_level,
+                    result.by_day,
+                )
                 which = flags.index(0)
                 key = _unkey(keys[which])
                 groups.append((targets[which], key if key is not None else "", count))

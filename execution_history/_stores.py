@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._pg_store import PostgresRecordStore, SchemaStatus, schema_status, upgrade_schema
+from ._pg_store import (
+    PostgresRecordStore,
+    SchemaStatus,
+    public_url,
+    schema_status,
+    upgrade_schema,
+)
 from ._store import RecordStore, SQLiteRecordStore
 
 #: URL schemes of PostgreSQL (libpq takes both).
@@ -58,6 +64,16 @@ def is_server_database(database: str | Path) -> bool:
         ValueError: a URL scheme this version has no store for.
     """
     return _kind(database)[0] != "sqlite"
+
+
+def database_name(database: str | Path) -> str:
+    """``database`` for people: the SQLite file's path, or the URL without its password.
+
+    Raises:
+        ValueError: a URL scheme this version has no store for.
+    """
+    kind, where = _kind(database)
+    return where if kind == "sqlite" else public_url(where)
 
 
 def store_schema(database: str | Path) -> SchemaStatus | None:

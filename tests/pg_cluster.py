@@ -139,7 +139,14 @@ class Cluster:
         )  # fmt: skip
         if made.returncode != 0:
             raise ClusterError(f"initdb failed: {made.stdout}{made.stderr}")
-        options: list[str] = ["-D", str(self.data), "-k", str(self.socket_dir), "-p", str(self.port)]
+        options: list[str] = [
+            "-D",
+            str(self.data),
+            "-k",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+        ]
         for name, value in self.settings.items():
             options += ["-c", f"{name}={value}"]
         with self.log.open("wb") as log:
@@ -152,7 +159,7 @@ class Cluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         atexit.register(self.stop)
         self._wait_ready()
@@ -171,7 +178,9 @@ class Cluster:
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise ClusterError(f"the server did not start: {self.log.read_text()}") from None
+                    raise ClusterError(
+                        f"the server did not start: {self.log.read_text()}"
+                    ) from None
                 time.sleep(0.05)
 
     def execute(self, sql: str, database: str = "postgres") -> None:

@@ -29,6 +29,7 @@ EXPECTED = {
     "media_file", "open_media",
     # PostgreSQL behind the same store: schema checks and migrations (issue 15)
     "SchemaError", "SchemaStatus", "StoreOpenError", "is_server_database", "store_schema",
+    "database_name",
     "upgrade_store",
 }  # fmt: skip
 

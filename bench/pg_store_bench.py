@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import re
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from execution_history import ExecutionRecord, RunFilter, new_run_id, open_store, upgrade_store
 
+from .__main__ import machine
 from ._runs import stille_post_record
 from .api_bench import CONFIGS, LEVELS, STATUSES
 
@@ -33,6 +36,7 @@ reads do not touch it), then `VACUUM ANALYZE`. Each query runs {REPEATS} times o
 store's pool from this process (no HTTP: the research API section shows what HTTP
 adds); list queries alternate the first page (50 runs) and the page after it.
 "plan" is the index PostgreSQL chose on this data (EXPLAIN of the first page).
+Machine: {machine()}.
 """
 
 #: The filters of the research API (and erasure's user id), as the store takes them.
@@ -132,11 +136,11 @@ def _queries(url: str, first: datetime) -> list[dict[str, Any]]:
         for name, filters in FILTERS.items():
             page = store.list_runs(filters, 50)
             after = page[-1].cursor if len(page) == 50 else None
-            turn = [0]
 
-            def listing(filters: RunFilter = filters, after: Any = after) -> None:
-                turn[0] += 1
-                store.list_runs(filters, 50, after if turn[0] % 2 else None)
+            pages = itertools.cycle([None, after])  # the first page, then the one after it
+
+            def listing(filters: RunFilter = filters, pages: Iterator[Any] = pages) -> None:
+                store.list_runs(filters, 50, next(pages))
 
             rows.append(
                 _row(f"list, filter {name}", _timed(listing), TARGET_P95_MS, _plan(store, filters))
@@ -162,8 +166,11 @@ def _queries(url: str, first: datetime) -> list[dict[str, Any]]:
         for name in ("none", "config", "status", "session_id", "config + status"):
             selected = FILTERS[name]
             rows.append(
-                _row(f"count, filter {name}", _timed(lambda s=selected: store.count(s)),
-                     TARGET_P95_MS)  # fmt: skip
+                _row(
+                    f"count, filter {name}",
+                    _timed(lambda s=selected: store.count(s)),
+                    TARGET_P95_MS,
+                )
             )
         for name in ("none", "config", "status", "session_id"):
             samples = _timed(lambda s=FILTERS[name]: store.stats(s), 10)

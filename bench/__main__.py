@@ -17,6 +17,7 @@ SECTIONS = [
     ("Research formats", "bench.research_bench"),
     ("Devserver end to end", "bench.devserver_bench"),
     ("Research API", "bench.api_bench"),
+    ("Research queries on PostgreSQL", "bench.pg_store_bench"),
     ("Live feed", "bench.feed_bench"),
     ("Scale-out: processes and PostgreSQL", "bench.scaleout_bench"),
     ("Soak: memory over repeated batch exports", "bench.soak_bench"),

@@ -262,8 +262,10 @@ def run() -> list[dict[str, Any]]:
             try:
                 template, template_media = _template(app)
                 state.store.delete(template.run_id)
+                database = state.settings.database_path
+                assert database is not None, "the research API bench fills a SQLite file"
                 fill_s, batch_from = _fill(
-                    state.settings.database_path,
+                    database,
                     template,
                     state.settings.data.media_root,
                     template_media,

@@ -82,7 +82,10 @@ class Settings:
     """The resolved configuration of one app."""
 
     data_dir: Path
-    database_path: Path
+    #: What the store opens: the SQLite file's path, or a ``postgresql://`` URL.
+    database_url: str
+    #: The SQLite file (None when the database is a server's).
+    database_path: Path | None
     backend: str
     ollama_host: str
     ollama_model: str
@@ -188,16 +191,20 @@ def _number(config: Mapping[str, Any], key: str, kind: type, minimum: float) -> 
     return number
 
 
-def _database_path(url: str | None, data: DataDir) -> Path:
+def _database(url: str | None, data: DataDir) -> tuple[str, Path | None]:
+    """What the store opens and, for SQLite, the file: from ``DEVSERVER_DATABASE_URL``."""
     if not url:
-        return data.database
+        return str(data.database), data.database
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise SettingsError(
-            "DEVSERVER_DATABASE_URL: only SQLite URLs (sqlite:///path/to/file.sqlite3) "
-            "are supported by this version"
-        )
-    return Path(url[len(prefix) :])
+    if url.startswith(prefix) and len(url) > len(prefix):
+        path = Path(url[len(prefix) :])
+        return str(path), path
+    if url.startswith(("postgresql://", "postgres://")):
+        return url, None
+    raise SettingsError(
+        "DEVSERVER_DATABASE_URL: use sqlite:///path/to/file.sqlite3 or "
+        "postgresql://user:password@host:port/database"
+    )
 
 
 def read_or_create_secret(path: Path) -> str:
@@ -265,6 +272,17 @@ def _export_options(config: Mapping[str, Any]) -> dict[str, str]:
     return options
 
 
+def database_of(config: Mapping[str, Any]) -> tuple[str, Path | None]:
+    """What the store of an app's config opens, and its SQLite file (None for a server's).
+
+    Touches nothing (``resolve`` creates the data dir and secrets; this does not).
+
+    Raises:
+        SettingsError: ``DEVSERVER_DATABASE_URL`` names no database this version can use.
+    """
+    return _database(config.get("DATABASE_URL"), data_dir_of(config))
+
+
 def data_dir_of(config: Mapping[str, Any]) -> DataDir:
     """The data dir an app's config names (``DATA_DIR``, else the default), made absolute."""
     return DataDir(Path(str(config.get("DATA_DIR") or DEFAULT_DATA_DIR)).resolve())
@@ -292,9 +310,11 @@ def resolve(config: Mapping[str, Any]) -> Settings:
     if len(str(key).encode()) < 16:
         raise SettingsError("DEVSERVER_PSEUDONYM_KEY must be at least 16 bytes long")
     config_dir = config.get("CONFIG_DIR")
+    database_url, database_path = _database(config.get("DATABASE_URL"), data)
     return Settings(
         data_dir=data_dir,
-        database_path=_database_path(config.get("DATABASE_URL"), data),
+        database_url=database_url,
+        database_path=database_path,
         backend=backend,
         ollama_host=str(config.get("OLLAMA_HOST")),
         ollama_model=str(config.get("OLLAMA_MODEL")),

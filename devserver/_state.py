@@ -23,13 +23,15 @@ from execution_history import (
     LiveRunRegistry,
     Pseudonymiser,
     RecordStore,
+    SchemaError,
     ShutdownReport,
+    StoreOpenError,
     StoreSink,
     open_store,
 )
 
 from ._export_pool import ExportPool
-from ._settings import Settings, resolve
+from ._settings import Settings, SettingsError, resolve
 from .live._feed import FeedHub
 from .pipeline._configs import PipelineConfig, load_configs
 from .pipeline._journals import ProcessJournal
@@ -117,6 +119,26 @@ class DevServer:
         }
 
 
+def open_configured_store(settings: Settings) -> RecordStore:
+    """The store of ``settings``; a database this version cannot use stops the start.
+
+    Raises:
+        SettingsError: the database cannot be reached, lacks the ``postgres``
+            extra, or has a schema that is missing, older or unknown to this
+            version (the message says to run ``devserver db upgrade``).
+    """
+    try:
+        return open_store(settings.database_url)
+    except SchemaError as exc:
+        if exc.state == "unknown":
+            hint = "use the version that made it, or a newer one"
+        else:
+            hint = "apply the migrations first: devserver db upgrade"
+        raise SettingsError(f"{exc}; {hint}") from None
+    except StoreOpenError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def init_app(app: Flask) -> DevServer:
     """Build the app's resources from ``app.config`` and register them.
 
@@ -136,7 +158,7 @@ def init_app(app: Flask) -> DevServer:
         ollama_retries=settings.ollama_retries,
     )
     data = settings.data
-    store = open_store(settings.database_path)
+    store = open_configured_store(settings)
     store_sink = StoreSink(store, data.quarantine)
     registry = LiveRunRegistry()
     journal = ProcessJournal(

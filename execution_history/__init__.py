@@ -11,6 +11,7 @@ from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
 from ._journal import Journal, JournalTail, Recovery, journal_files, journal_user
 from ._live import LiveRunRegistry
 from ._media import media_file, open_media
+from ._pg_store import SchemaError, SchemaStatus, StoreOpenError
 from ._privacy import Pseudonymiser
 from ._progress import (
     IterationProgress,
@@ -38,8 +39,14 @@ from ._store import (
     RunRow,
     SQLiteRecordStore,
     Stats,
-    open_store,
     utc_text,
+)
+from ._stores import (
+    database_name,
+    is_server_database,
+    open_store,
+    store_schema,
+    upgrade_store,
 )
 from ._summary import StageFigures, derive_status, summarise_stages
 from ._taxonomy import (
@@ -94,6 +101,8 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "SQLiteRecordStore",
+    "SchemaError",
+    "SchemaStatus",
     "ShutdownReport",
     "Sink",
     "SinkOutcome",
@@ -102,14 +111,17 @@ __all__ = [
     "StageStatus",
     "StageSummary",
     "Stats",
+    "StoreOpenError",
     "StoreSink",
     "Tracker",
     "bind_context",
     "build_progress",
     "build_record",
     "current_tracker",
+    "database_name",
     "derive_status",
     "is_run_id",
+    "is_server_database",
     "journal_files",
     "journal_user",
     "live_item",
@@ -118,8 +130,10 @@ __all__ = [
     "open_media",
     "open_store",
     "progress_of_record",
+    "store_schema",
     "summarise_run",
     "summarise_stages",
+    "upgrade_store",
     "utc_from_ns",
     "utc_text",
     "write_atomically",

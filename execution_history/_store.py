@@ -84,6 +84,15 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be sent to a database (a lone surrogate cannot be encoded)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class RunFilter:
     """Which runs a query selects; None means "any"."""
@@ -110,6 +119,8 @@ class RunFilter:
             ("user_id", self.user_id),
         ):
             if value is not None:
+                if not _encodable(value):
+                    return "0", []  # no stored value holds a lone surrogate: none match
                 # qualified: stats() joins run_stages, which has a status column too
                 clauses.append(f"runs.{column} = ?")
                 params.append(value)
@@ -438,6 +449,8 @@ class SQLiteRecordStore:
 
     def delete(self, run_id: str) -> bool:
         """Remove one run; True when it existed."""
+        if not _encodable(run_id):
+            return False
         with self._transaction() as conn:
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
             deleted = conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
@@ -484,14 +497,13 @@ class SQLiteRecordStore:
 
     def load(self, run_id: str) -> ExecutionRecord | None:
         """The stored record, or None. Records of older taxonomies load as they are."""
-        with self._connection() as conn:
-            row = conn.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
-            return None
-        return ExecutionRecord.model_validate_json(row[0])
+        text = self.load_json(run_id)
+        return None if text is None else ExecutionRecord.model_validate_json(text)
 
     def load_json(self, run_id: str) -> str | None:
         """The stored record's JSON text as written, or None."""
+        if not _encodable(run_id):
+            return None
         with self._connection() as conn:
             row = conn.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else str(row[0])
@@ -615,6 +627,7 @@ class SQLiteRecordStore:
     def run_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored."""
         found: set[str] = set()
+        ids = [i for i in ids if _encodable(i)]
         with self._connection() as conn:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
@@ -654,26 +667,6 @@ def _write(conn: sqlite3.Connection, record: ExecutionRecord) -> None:
     )
     conn.execute("DELETE FROM run_stages WHERE run_id = ?", (record.run_id,))
     conn.executemany("INSERT INTO run_stages VALUES (?, ?, ?, ?, ?, ?)", stages)
-
-
-def open_store(database: str | Path) -> RecordStore:
-    """The store a database URL or path names: the one place that maps a name to a store.
-
-    Args:
-        database: ``sqlite:///path/to/file.sqlite3`` or a plain file path.
-
-    Raises:
-        ValueError: a URL scheme this version has no store for (named in the message).
-    """
-    text = str(database)
-    if "://" not in text:
-        return SQLiteRecordStore(Path(text))
-    scheme, _, rest = text.partition("://")
-    if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
-        return SQLiteRecordStore(Path(rest[1:]))  # sqlite:///relative, sqlite:////absolute
-    raise ValueError(
-        f"no store for database URL scheme {scheme!r}: use sqlite:///path/to/file.sqlite3"
-    )
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:

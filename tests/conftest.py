@@ -1,7 +1,8 @@
-"""Shared fixtures: a finished record (and, from the devserver tests, app/client/runner)."""
+"""Shared fixtures: a finished record, a PostgreSQL cluster, and app/client/runner."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,41 @@ def media_dir(tmp_path: Path) -> Path:
 def finished_record(media_dir: Path) -> ExecutionRecord:
     """A finished Stille Post record (8 iterations, 3 outputs, one blocked) with real images."""
     return stille_post_record(media_dir)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+# One throw-away cluster per test session (tests/pg_cluster.py), started when a test
+# first asks for it. No server binaries is an error, never a skip: .ci/run installs them.
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[object]:
+    """Fresh databases on this session's cluster (``tests.pg_cluster.Databases``)."""
+    from tests.pg_cluster import Cluster, Databases
+
+    # fsync off: a test cluster's crash safety is not under test (the store's commits
+    # are still synchronous_commit = on, which is what it sets).
+    cluster = Cluster({"fsync": "off", "full_page_writes": "off"}).start()
+    try:
+        yield Databases(cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The URL of a new database with this version's schema, dropped after the test."""
+    url = postgres_databases.create()
+    yield url
+    postgres_databases.drop(url)
+
+
+@pytest.fixture
+def postgres_empty_url(postgres_databases) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The URL of a new database without any schema (``devserver db upgrade`` not run)."""
+    url = postgres_databases.create(migrated=False)
+    yield url
+    postgres_databases.drop(url)
 
 
 # --------------------------------------------------------------------------- devserver

@@ -1,7 +1,7 @@
 """The ``devserver`` console script: ``serve`` the app, ``run`` one pipeline in-process.
 
 Further commands (``status``, ``runs``, ``show``, ``export``, ``forget``,
-``prune``) attach to the ``main`` group with ``main.add_command``.
+``prune``, ``db``) attach to the ``main`` group with ``main.add_command``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..api._run_body import MAX_SEED
 from ..pipeline._configs import ConfigError
 from ..pipeline._runs import Run
 from ..pipeline.safety import SAFETY_LEVELS
+from ._db import register as register_db_commands
 from ._journey import describe
 from ._research import register as register_research_commands
 
@@ -95,7 +96,8 @@ def serve(
     \b
     Configured by the environment (docs/devserver.md):
       DEVSERVER_DATA_DIR          database, media, generated secrets (./instance)
-      DEVSERVER_DATABASE_URL      sqlite:///path/to/file.sqlite3 (in the data dir)
+      DEVSERVER_DATABASE_URL      sqlite:///path/to/file.sqlite3 (in the data dir) or
+                                  postgresql://user:password@host/db (devserver db upgrade)
       DEVSERVER_SAFETY_LEVEL      the workshop's age level (kids)
       DEVSERVER_RESEARCH_TOKEN    research access (generated into the data dir)
       DEVSERVER_PSEUDONYM_KEY     key of the pseudonyms (generated into the data dir)
@@ -259,3 +261,4 @@ def run_command(
 
 
 register_research_commands(main)
+register_db_commands(main)

@@ -29,7 +29,6 @@ from execution_history import (
     RunFilter,
     StoreSink,
     is_run_id,
-    open_store,
 )
 
 from .._data_dir import DataDir
@@ -40,7 +39,7 @@ from .._settings import (
     defaults_from_environment,
     resolve,
 )
-from .._state import software_version
+from .._state import open_configured_store, software_version
 from ..pipeline._journals import erase_people_journals, journal_census
 from ..pipeline.safety import SAFETY_LEVELS
 from ..research._batch import BatchReport, BatchRequest, safe_file_name, stream_batch
@@ -110,9 +109,12 @@ def open_data_dir() -> Iterator[OpenData]:
         settings = resolve(config)
     except SettingsError as exc:
         raise _usage(str(exc)) from None
-    if not settings.database_path.exists():
+    if settings.database_path is not None and not settings.database_path.exists():
         raise _nothing(f"There is no database at {settings.database_path}; no run was stored yet.")
-    store = open_store(settings.database_path)
+    try:
+        store = open_configured_store(settings)
+    except SettingsError as exc:  # unreachable, or a schema to upgrade: not a usage error
+        raise _nothing(str(exc)) from None
     try:
         yield OpenData(settings, store)
     finally:

@@ -64,7 +64,7 @@ def test_environment_is_read_and_test_config_wins(
         ({"BACKEND": "gpt"}, "DEVSERVER_BACKEND"),
         ({"WORKERS": "many"}, "DEVSERVER_WORKERS must be a number"),
         ({"WORKERS": 0}, "at least 1"),
-        ({"DATABASE_URL": "postgresql://x"}, "only SQLite"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DEVSERVER_DATABASE_URL: use sqlite:///"),
         ({"PSEUDONYM_KEY": "short"}, "at least 16 bytes"),
     ],
 )

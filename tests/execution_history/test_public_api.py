@@ -29,6 +29,10 @@ EXPECTED = {
     "media_file", "open_media",
     # following another process's run (scale-out, issue 15)
     "JournalTail",
+    # PostgreSQL behind the same store: schema checks and migrations (issue 15)
+    "SchemaError", "SchemaStatus", "StoreOpenError", "is_server_database", "store_schema",
+    "database_name",
+    "upgrade_store",
 }  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""The revisions, oldest first by their ``down_revision`` chain (alembic ignores this file)."""

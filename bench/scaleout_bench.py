@@ -87,7 +87,8 @@ def _database(kind: str, tmp: Path) -> Iterator[str | None]:
 def _served(tmp: Path, database: str | None, workers: int, **extra: str) -> Iterator[Any]:
     from tests.devserver.faults import Served, server_env
 
-    env = server_env(tmp / "data", tmp / "tmp", **extra)
+    env = server_env(tmp / "data", tmp / "tmp")
+    env.update(extra)
     if database is not None:
         env["DEVSERVER_DATABASE_URL"] = database
     args = ("--workers", str(workers)) if workers > 1 else ()

@@ -27,12 +27,14 @@ from execution_history import (
     ShutdownReport,
     StoreOpenError,
     StoreSink,
+    is_server_database,
     open_store,
 )
 
 from ._export_pool import ExportPool
 from ._settings import Settings, SettingsError, resolve
 from .live._feed import FeedHub
+from .live._notify import RunListener, RunNotifier
 from .pipeline._configs import PipelineConfig, load_configs
 from .pipeline._journals import ProcessJournal
 from .pipeline._orchestrator import Pipeline
@@ -74,6 +76,10 @@ class DevServer:
     _close_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     shutdown: ShutdownReport | None = None
+    #: With PostgreSQL: the NOTIFY sender (the journal's listener) and the LISTEN thread
+    #: that wakes feeds of runs other processes run (``live._notify``); None on SQLite.
+    notifier: RunNotifier | None = None
+    listener: RunListener | None = None
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Finish or finalise every run, drain the finaliser, close journal and store.
@@ -89,11 +95,15 @@ class DevServer:
         timeout = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
         finished = self.runs.close(timeout)
         self.feed.close()  # open streams end now instead of waiting for their runs
+        if self.listener is not None:
+            self.listener.close()
         report = self.finaliser.close(timeout=max(timeout, 5.0))
         report.runs_aborted = not finished
         self.shutdown = report
         self.exports.close()  # before the store: an export reads from it
         self.journal.close()
+        if self.notifier is not None:  # after the journal's last write
+            self.notifier.close()
         self.store.close()
         return report.clean
 
@@ -161,8 +171,13 @@ def init_app(app: Flask) -> DevServer:
     store = open_configured_store(settings)
     store_sink = StoreSink(store, data.quarantine)
     registry = LiveRunRegistry()
+    shared = is_server_database(settings.database_url)
+    notifier = RunNotifier(settings.database_url) if shared else None
     journal = ProcessJournal(
-        data.journal, damaged_dir=data.damaged_journals, interval_s=settings.journal_interval_s
+        data.journal,
+        damaged_dir=data.damaged_journals,
+        interval_s=settings.journal_interval_s,
+        on_written=notifier,
     )
     journal.recover_dead(store)
     # After recovery: a whole record saved at a shutdown replaces the journal's copy.
@@ -177,6 +192,7 @@ def init_app(app: Flask) -> DevServer:
         last_resort_dirs=data.last_resort_dirs,
     )
     pipeline = Pipeline(backend=backend, stage1=Stage1Filter(), age=AgeFilter())
+    feed = FeedHub(settings.feed)
     runs = RunService(
         pipeline=pipeline,
         data=data,
@@ -202,8 +218,12 @@ def init_app(app: Flask) -> DevServer:
         journal=journal,
         pseudonymiser=Pseudonymiser(settings.pseudonym_key),
         runs=runs,
-        feed=FeedHub(settings.feed),
+        feed=feed,
         exports=ExportPool(settings.export_threads),
+        notifier=notifier,
+        listener=(
+            RunListener(settings.database_url, feed.notify, feed.notify_all) if shared else None
+        ),
     )
     app.extensions[EXTENSION] = state
     # A process that exits without a signal (e.g. the end of a script) still drains.

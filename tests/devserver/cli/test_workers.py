@@ -1,8 +1,9 @@
 """``devserver serve --workers 2`` end to end: runs started through one worker are read,
 followed live and erased through the other, and a killed worker's run is ``incomplete``.
 
-Real processes on a real port, the slow fake Ollama for runs that take seconds,
-and ``kill -9`` for the killed worker.
+Real processes on a real port, on SQLite and on a real PostgreSQL server the
+tests start (the feed across processes then wakes by ``NOTIFY``), the slow fake
+Ollama for runs that take seconds, and ``kill -9`` for the killed worker.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ def ollama() -> Iterator[FakeOllama]:
         yield fake
 
 
-@pytest.fixture
-def workers(tmp_path: Path, ollama: FakeOllama) -> Iterator[Served]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def workers(
+    request: pytest.FixtureRequest, tmp_path: Path, ollama: FakeOllama
+) -> Iterator[Served]:
+    """``serve --workers 2`` on the SQLite default, or on a fresh PostgreSQL database."""
     env = server_env(
         tmp_path / "data",
         tmp_path / "tmp",
@@ -39,6 +43,8 @@ def workers(tmp_path: Path, ollama: FakeOllama) -> Iterator[Served]:
         OLLAMA_HOST=ollama.url,
         DEVSERVER_SHUTDOWN_TIMEOUT_S="5",
     )
+    if request.param == "postgres":
+        env["DEVSERVER_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     with Served(env, args=("--workers", "2")) as served:
         served.env = env  # type: ignore[attr-defined]
         yield served

@@ -11,6 +11,16 @@ from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
 from ._journal import Journal, Recovery, journal_files, journal_user
 from ._live import LiveRunRegistry
 from ._media import media_file, open_media
+from ._otel import (
+    TraceOptions,
+    from_otlp_json,
+    otlp_json,
+    otlp_request,
+    record_spans,
+    span_id_of,
+    trace_id_of,
+)
+from ._otel_sink import OtlpFigures, OtlpSink
 from ._privacy import Pseudonymiser
 from ._progress import (
     IterationProgress,
@@ -79,6 +89,8 @@ __all__ = [
     "MediaRef",
     "MediaType",
     "NullTracker",
+    "OtlpFigures",
+    "OtlpSink",
     "OutputMedia",
     "OutputProgress",
     "Pseudonymiser",
@@ -102,12 +114,14 @@ __all__ = [
     "StageSummary",
     "Stats",
     "StoreSink",
+    "TraceOptions",
     "Tracker",
     "bind_context",
     "build_progress",
     "build_record",
     "current_tracker",
     "derive_status",
+    "from_otlp_json",
     "is_run_id",
     "journal_files",
     "journal_user",
@@ -116,9 +130,14 @@ __all__ = [
     "new_run_id",
     "open_media",
     "open_store",
+    "otlp_json",
+    "otlp_request",
     "progress_of_record",
+    "record_spans",
+    "span_id_of",
     "summarise_run",
     "summarise_stages",
+    "trace_id_of",
     "utc_from_ns",
     "utc_text",
     "write_atomically",

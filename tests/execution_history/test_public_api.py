@@ -27,6 +27,9 @@ EXPECTED = {
     "open_store",
     # media files read only from inside a run's folder, never through a link (issue 12)
     "media_file", "open_media",
+    # each run as an OpenTelemetry trace (issue 16)
+    "OtlpFigures", "OtlpSink", "TraceOptions", "from_otlp_json", "otlp_json", "otlp_request",
+    "record_spans", "span_id_of", "trace_id_of",
 }  # fmt: skip
 
 

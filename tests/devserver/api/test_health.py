@@ -10,7 +10,7 @@ from tests.records import log_stille_post
 
 HEALTH_FIELDS = {
     "status", "runs_in_flight", "runs_waiting_to_be_written", "runs_held_in_memory",
-    "runs_quarantined", "journal_write_failures", "accepting_runs", "store",
+    "runs_quarantined", "journal_write_failures", "accepting_runs", "store", "otlp",
 }  # fmt: skip
 
 
@@ -33,6 +33,8 @@ def test_health_of_a_fresh_server_is_ok(client: Any) -> None:
     assert body["store"] == {"reachable": True, "problem": None}
     assert body["accepting_runs"] is True
     assert body["runs_quarantined"] == body["runs_held_in_memory"] == 0
+    # No OTLP endpoint in the test environment: the export is off, and says so.
+    assert body["otlp"]["enabled"] is False and body["otlp"]["problem"] is None
 
 
 def test_a_quarantined_run_is_readable_counted_and_reported(app: Any, client: Any) -> None:

@@ -29,7 +29,6 @@ from ._taxonomy import (
     BLOCK_ITEM_TYPES,
     FAILURE_ITEM_TYPES,
     OUTPUT_ITEM_TYPES,
-    STAGE_NAMES,
     ItemType,
     RunStatus,
     StageStatus,
@@ -421,13 +420,13 @@ class _Builder:
             final = next(
                 (i for i in record.items if i.item_type == ItemType.INTERCEPTION_FINAL), None
             )
-            for item, names in (
+            for step, names in (
                 (first, ("input.value", "langfuse.trace.input")),
                 (final, ("output.value", "langfuse.trace.output")),
             ):
-                if item is not None and item.content is not None:
+                if step is not None and step.content is not None:
                     for attr in names:
-                        attrs[attr] = item.content
+                        attrs[attr] = step.content
         status = record.status
         error = (
             str(status)
@@ -515,7 +514,7 @@ def otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:
     """
     from google.protobuf.json_format import MessageToDict
 
-    document = MessageToDict(request, use_integers_for_enums=True)
+    document: dict[str, Any] = MessageToDict(request, use_integers_for_enums=True)
     _convert_ids(document, _base64_to_hex)
     return document
 

@@ -42,11 +42,11 @@ class SpanExporter(Protocol):
 class Pseudonymising(Protocol):
     """Anything that turns raw ids into pseudonyms (``Pseudonymiser``)."""
 
-    def user(self, user_id: str) -> str: ...  # noqa: D102
+    def user(self, user_id: str) -> str: ...
 
-    def session(self, session_id: str) -> str: ...  # noqa: D102
+    def session(self, session_id: str) -> str: ...
 
-    def device(self, device_id: str) -> str: ...  # noqa: D102
+    def device(self, device_id: str) -> str: ...
 
 
 @dataclass(slots=True)
@@ -136,7 +136,7 @@ class OtlpSink:
             self._wake.wait()
             self._wake.clear()
             while queue:
-                batch = []
+                batch: list[ExecutionRecord] = []
                 with self._lock:
                     while queue and len(batch) < self.batch_runs:
                         batch.append(queue.popleft())
@@ -159,11 +159,12 @@ class OtlpSink:
                 spans.extend(record_spans(safe, self.options, self._resource))
                 sent.append(record.run_id)
             except Exception as exc:  # one record that cannot be built costs itself only
-                reason = f"trace not built: {type(exc).__name__}: {exc}"[:500]
+                why = f"trace not built: {type(exc).__name__}: {exc}"[:500]
                 logger.error("OTLP trace of run %s not built: %s", record.run_id, exc)
-                settled.append((record.run_id, self._settle("failed", reason, None)))
+                settled.append((record.run_id, self._settle("failed", why, None)))
         if spans:
             began = time.perf_counter()
+            reason: str | None
             try:
                 result = self.exporter.export(spans)
                 ok = getattr(result, "name", str(result)) == "SUCCESS"

@@ -57,15 +57,14 @@ class OtlpReceiver:
                 body = self.rfile.read(length)
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
+                message = ExportTraceServiceRequest()
+                message.ParseFromString(body)
+                receiver._note(self, body, message)  # noted on arrival, answered below
                 if receiver.mode == "slow":
                     receiver._release.wait(receiver.hold_s)
                 if receiver.mode == "error":
                     self._answer(500, b"collector broken", "text/plain")
-                    receiver._note(self, body, None)
                     return
-                message = ExportTraceServiceRequest()
-                message.ParseFromString(body)
-                receiver._note(self, body, message)
                 self._answer(
                     200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf"
                 )
@@ -86,10 +85,11 @@ class OtlpReceiver:
         self.endpoint = f"http://127.0.0.1:{self.port}/v1/traces"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def _note(self, handler: BaseHTTPRequestHandler, body: bytes, message: Any) -> None:
-        received = Received(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body)
-        if message is not None:
-            received.request = message
+    def _note(
+        self, handler: BaseHTTPRequestHandler, body: bytes, message: ExportTraceServiceRequest
+    ) -> None:
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        received = Received(handler.path, headers, body, message)
         with self.arrived:
             self.received.append(received)
             self.arrived.notify_all()

@@ -169,7 +169,7 @@ def test_listing_formats_imports_no_format_library() -> None:
     code = (
         "import sys, exports\n"
         "exports.formats()\n"
-        "heavy = ('lxml', 'docx', 'reportlab', 'PIL', 'openpyxl')\n"
+        "heavy = ('lxml', 'docx', 'reportlab', 'PIL', 'openpyxl', 'opentelemetry')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run(

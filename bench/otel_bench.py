@@ -117,7 +117,7 @@ def _serve_child(data_dir: str, variant: str, endpoint: str) -> None:
     run_until_stopped(app, server, stop, echo=lambda text: None)
 
 
-def _cpu_us(work: Callable[[int], None], runs: int) -> float:
+def _cpu_us(work: Callable[[int], object], runs: int) -> float:
     """Median CPU µs of ``work(i)`` over ``runs`` calls."""
     times = []
     for i in range(runs):
@@ -154,7 +154,7 @@ def _per_run(tmp: Path, endpoint: str) -> list[Row]:
         build_us = _cpu_us(build, RUNS)
         send_us = _cpu_us(send, RUNS)
     finally:
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]
         store.close()
     spans = len(record_spans(record, options, resource))
     return [
@@ -166,7 +166,9 @@ def _per_run(tmp: Path, endpoint: str) -> list[Row]:
 
 
 def _trial(tmp: Path, trial: int, endpoint: str) -> dict[str, dict[str, list[float]]]:
-    figures = {name: {"rps": [], "cpu": [], "latency": []} for name in VARIANTS}
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"rps": [], "cpu": [], "latency": []} for name in VARIANTS
+    }
     served = {n: _Child("--serve", str(tmp / f"{n}-{trial}"), n, endpoint) for n in VARIANTS}
     try:
         posts = {n: e2e._client(served[n].url) for n in VARIANTS}

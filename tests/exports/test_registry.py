@@ -171,7 +171,8 @@ def test_listing_formats_imports_no_format_library() -> None:
     code = (
         "import sys, exports\n"
         "exports.formats()\n"
-        "heavy = ('lxml', 'docx', 'reportlab', 'PIL', 'openpyxl', 'opentelemetry.sdk', 'google.protobuf')\n"
+        "heavy = ('lxml', 'docx', 'reportlab', 'PIL', 'openpyxl', 'opentelemetry.sdk',\n"
+        "         'google.protobuf')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run(

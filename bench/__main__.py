@@ -16,6 +16,7 @@ SECTIONS = [
     ("Exporters", "bench.exports_bench"),
     ("Research formats", "bench.research_bench"),
     ("Devserver end to end", "bench.devserver_bench"),
+    ("OTLP sink", "bench.otel_bench"),
     ("Research API", "bench.api_bench"),
     ("Research queries on PostgreSQL", "bench.pg_store_bench"),
     ("Live feed", "bench.feed_bench"),

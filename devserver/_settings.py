@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,19 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "FEED_OTHER_POLL_S": ("DEVSERVER_FEED_OTHER_POLL_S", 0.25),
     # Set by ``serve --workers`` for each worker it starts (0, 1, …); None otherwise.
     "WORKER_INDEX": ("DEVSERVER_WORKER_INDEX", None),
+    # OpenTelemetry's own variables (docs/otel.md); their config keys are their names.
+    "OTEL_SDK_DISABLED": ("OTEL_SDK_DISABLED", None),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("OTEL_EXPORTER_OTLP_ENDPOINT", None),
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None),
+    "OTEL_EXPORTER_OTLP_HEADERS": ("OTEL_EXPORTER_OTLP_HEADERS", None),
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS": ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", None),
+    "OTEL_SERVICE_NAME": ("OTEL_SERVICE_NAME", None),
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": (
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        None,
+    ),
+    "OTEL_QUEUE_SIZE": ("DEVSERVER_OTEL_QUEUE_SIZE", 512),
+    "OTEL_EXPORT_TIMEOUT_S": ("DEVSERVER_OTEL_EXPORT_TIMEOUT_S", 5.0),
 }
 
 
@@ -75,6 +89,37 @@ class FeedSettings:
     max_subscribers: int = 64
     #: How long a reader waits for its client to read before it is dropped.
     write_deadline_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class OtelSettings:
+    """The OTLP trace export (docs/otel.md): on when an endpoint is set, unless disabled."""
+
+    #: Where traces are sent (the full ``…/v1/traces`` URL); None: the export is off.
+    endpoint: str | None = None
+    #: Headers of every export (``Authorization`` for Langfuse); never logged or shown.
+    headers: tuple[tuple[str, str], ...] = ()
+    service_name: str = "devserver"
+    #: Whether the children's texts leave the machine (off unless set to ``true``).
+    capture_content: bool = False
+    #: Runs waiting to be sent at most; more are dropped and counted.
+    queue_size: int = 512
+    #: The deadline of one export, retries included; also the most shutdown waits.
+    export_timeout_s: float = 5.0
+    #: True when OTEL_SDK_DISABLED=true turned an endpoint off.
+    disabled: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether traces are sent."""
+        return self.endpoint is not None
+
+    def export_options(self) -> dict[str, str]:
+        """What the ``otlp-json`` export takes, so a file holds the trace the sink sends."""
+        return {
+            "otel_service_name": self.service_name,
+            "otel_capture_content": "true" if self.capture_content else "false",
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +171,8 @@ class Settings:
     journal_interval_s: float = 0.25
     #: This process's place among ``serve --workers`` processes; None when it serves alone.
     worker_index: int | None = None
+    #: Each run as an OpenTelemetry trace (off unless an OTLP endpoint is set).
+    otel: OtelSettings = OtelSettings()
 
     @property
     def data(self) -> DataDir:
@@ -283,6 +330,62 @@ def database_of(config: Mapping[str, Any]) -> tuple[str, Path | None]:
     return _database(config.get("DATABASE_URL"), data_dir_of(config))
 
 
+def _flag(config: Mapping[str, Any], key: str) -> bool:
+    """An OpenTelemetry boolean: ``true`` (any case) is true, anything else false (the spec)."""
+    return str(config.get(key) or "").strip().lower() == "true"
+
+
+def _otlp_headers(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``OTEL_EXPORTER_OTLP_HEADERS`` then the traces' own: ``key=value`` pairs joined by
+    commas, values percent-encoded (the OpenTelemetry format); the traces' win."""
+    headers: dict[str, str] = {}
+    for key in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+        text = str(config.get(key) or "").strip()
+        for pair in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, value = pair.partition("=")
+            name = urllib.parse.unquote(name).strip()
+            # The value is a secret (Basic auth): the message names the variable only.
+            if not sep or not name or not all("!" <= c <= "~" for c in name):
+                raise SettingsError(f"{key} must be key=value pairs separated by commas")
+            value = urllib.parse.unquote(value).strip()
+            if any(c in value for c in "\r\n\0"):
+                raise SettingsError(f"{key} holds a value with a line break")
+            headers[name.lower()] = value
+    return tuple(headers.items())
+
+
+def _otlp_endpoint(config: Mapping[str, Any]) -> str | None:
+    """The traces endpoint as the OpenTelemetry specification resolves it: the traces
+    variable as it is, else the general one with ``/v1/traces`` appended."""
+    for key, suffix in (
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces"),
+    ):
+        text = str(config.get(key) or "").strip()
+        if not text:
+            continue
+        parts = urllib.parse.urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"{key} must be an http(s) URL, not {text!r}")
+        return text.rstrip("/") + suffix if suffix else text
+    return None
+
+
+def _otel(config: Mapping[str, Any]) -> OtelSettings:
+    endpoint = _otlp_endpoint(config)
+    disabled = _flag(config, "OTEL_SDK_DISABLED")
+    service = str(config.get("OTEL_SERVICE_NAME") or "").strip() or "devserver"
+    return OtelSettings(
+        endpoint=None if disabled else endpoint,
+        headers=_otlp_headers(config),
+        service_name=service,
+        capture_content=_flag(config, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
+        queue_size=_number(config, "OTEL_QUEUE_SIZE", int, 1),
+        export_timeout_s=_number(config, "OTEL_EXPORT_TIMEOUT_S", float, 0.001),
+        disabled=disabled and endpoint is not None,
+    )
+
+
 def data_dir_of(config: Mapping[str, Any]) -> DataDir:
     """The data dir an app's config names (``DATA_DIR``, else the default), made absolute."""
     return DataDir(Path(str(config.get("DATA_DIR") or DEFAULT_DATA_DIR)).resolve())
@@ -311,6 +414,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         raise SettingsError("DEVSERVER_PSEUDONYM_KEY must be at least 16 bytes long")
     config_dir = config.get("CONFIG_DIR")
     database_url, database_path = _database(config.get("DATABASE_URL"), data)
+    otel = _otel(config)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -332,7 +436,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         research_token=str(token),
         research_token_file=token_file,
         pseudonym_key=str(key),
-        export_options=_export_options(config),
+        export_options={**_export_options(config), **otel.export_options()},
         workshop=_optional_text(config, "WORKSHOP", MAX_WORKSHOP_CHARS),
         recording_notice=_optional_text(config, "RECORDING_NOTICE", MAX_NOTICE_CHARS),
         journey_step_ms=_step_ms(config),
@@ -342,6 +446,7 @@ def resolve(config: Mapping[str, Any]) -> Settings:
             if config.get("WORKER_INDEX") not in (None, "")
             else None
         ),
+        otel=otel,
         feed=FeedSettings(
             other_poll_s=_number(config, "FEED_OTHER_POLL_S", float, _POSITIVE),
             poll_s=_number(config, "FEED_POLL_S", float, _POSITIVE),

@@ -25,6 +25,7 @@ from execution_history import (
     RecordStore,
     SchemaError,
     ShutdownReport,
+    Sink,
     StoreOpenError,
     StoreSink,
     is_server_database,
@@ -33,6 +34,7 @@ from execution_history import (
 
 from ._export_pool import ExportPool
 from ._settings import Settings, SettingsError, resolve
+from ._telemetry import Telemetry, make_telemetry
 from .live._feed import FeedHub
 from .live._notify import RunListener, RunNotifier
 from .pipeline._configs import PipelineConfig, load_configs
@@ -72,6 +74,8 @@ class DevServer:
     feed: FeedHub
     #: Where batch exports run (a few dedicated threads).
     exports: ExportPool
+    #: The OTLP trace export (its sink is None when it is off).
+    telemetry: Telemetry
     _closed: bool = field(default=False, repr=False)
     _close_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -99,6 +103,9 @@ class DevServer:
             self.listener.close()
         report = self.finaliser.close(timeout=max(timeout, 5.0))
         report.runs_aborted = not finished
+        # After the finaliser (it hands the last runs over), before the store (the sink
+        # adds its outcomes to stored records); bounded by the export deadline.
+        self.telemetry.close()
         self.shutdown = report
         self.exports.close()  # before the store: an export reads from it
         self.journal.close()
@@ -126,6 +133,8 @@ class DevServer:
             "accepting_runs": accepting,
             "store": {"reachable": problem is None, "problem": problem},
             "process": {"pid": os.getpid(), "worker": self.settings.worker_index},
+            # Not part of "degraded": a trace is a copy; the record is safe in the store.
+            "otlp": self.telemetry.health(),
         }
 
 
@@ -186,8 +195,19 @@ def init_app(app: Flask) -> DevServer:
             StoreSink(store, folder).reimport()
         except OSError as exc:  # an unreadable folder must not stop the server
             logger.error("records in %s not imported: %s", folder, exc)
+    pseudonymiser = Pseudonymiser(settings.pseudonym_key)
+    telemetry = make_telemetry(
+        settings.otel,
+        pseudonymiser=pseudonymiser,
+        service_version=software_version(),
+        report=store.add_sink_outcomes,
+    )
+    # The store first: a trace is sent only once the record is kept (DESIGN.md §6).
+    sinks: list[Sink] = [store_sink]
+    if telemetry.sink is not None:
+        sinks.append(telemetry.sink)
     finaliser = Finaliser(
-        [store_sink],
+        sinks,
         processors=[journal, registry],
         last_resort_dirs=data.last_resort_dirs,
     )
@@ -216,7 +236,7 @@ def init_app(app: Flask) -> DevServer:
         finaliser=finaliser,
         registry=registry,
         journal=journal,
-        pseudonymiser=Pseudonymiser(settings.pseudonym_key),
+        pseudonymiser=pseudonymiser,
         runs=runs,
         feed=feed,
         exports=ExportPool(settings.export_threads),
@@ -224,6 +244,7 @@ def init_app(app: Flask) -> DevServer:
         listener=(
             RunListener(settings.database_url, feed.notify, feed.notify_all) if shared else None
         ),
+        telemetry=telemetry,
     )
     app.extensions[EXTENSION] = state
     # A process that exits without a signal (e.g. the end of a script) still drains.

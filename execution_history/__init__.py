@@ -11,6 +11,16 @@ from ._ids import RUN_ID_PATTERN, is_run_id, new_run_id
 from ._journal import Journal, JournalTail, Recovery, journal_files, journal_user
 from ._live import LiveRunRegistry
 from ._media import media_file, open_media
+from ._otel import (
+    TraceOptions,
+    from_otlp_json,
+    otlp_json,
+    otlp_request,
+    record_spans,
+    span_id_of,
+    trace_id_of,
+)
+from ._otel_sink import OtlpFigures, OtlpSink
 from ._pg_store import SchemaError, SchemaStatus, StoreOpenError
 from ._privacy import Pseudonymiser
 from ._progress import (
@@ -87,6 +97,8 @@ __all__ = [
     "MediaRef",
     "MediaType",
     "NullTracker",
+    "OtlpFigures",
+    "OtlpSink",
     "OutputMedia",
     "OutputProgress",
     "Pseudonymiser",
@@ -113,6 +125,7 @@ __all__ = [
     "Stats",
     "StoreOpenError",
     "StoreSink",
+    "TraceOptions",
     "Tracker",
     "bind_context",
     "build_progress",
@@ -120,6 +133,7 @@ __all__ = [
     "current_tracker",
     "database_name",
     "derive_status",
+    "from_otlp_json",
     "is_run_id",
     "is_server_database",
     "journal_files",
@@ -129,10 +143,15 @@ __all__ = [
     "new_run_id",
     "open_media",
     "open_store",
+    "otlp_json",
+    "otlp_request",
     "progress_of_record",
+    "record_spans",
+    "span_id_of",
     "store_schema",
     "summarise_run",
     "summarise_stages",
+    "trace_id_of",
     "upgrade_store",
     "utc_from_ns",
     "utc_text",

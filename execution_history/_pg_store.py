@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from ._record import ExecutionRecord
+from ._record import ExecutionRecord, SinkOutcome
 from ._store import RunFilter, RunRow, Stats, utc_text
 from ._store import _encodable as _storable
 
@@ -406,6 +406,37 @@ class PostgresRecordStore:
                     cursor.executemany(
                         "INSERT INTO run_stages VALUES (%s, %s, %s, %s, %s, %s)", stages
                     )
+
+    def add_sink_outcomes(self, outcomes: Sequence[tuple[str, SinkOutcome]]) -> int:
+        """Append each outcome to its stored record's ``integrity.sinks``; one transaction.
+
+        Only rows that exist are updated (never inserted), so a run erased
+        meanwhile stays erased. The record's text is rewritten the way ``save``
+        writes it (the JSON ``load_json`` answers stays the one serialisation),
+        under a row lock, so two late sinks never lose each other's outcome.
+        Returns how many records were updated.
+        """
+        updated = 0
+        with self._transaction() as conn:
+            for run_id, outcome in outcomes:
+                if not _storable(run_id):
+                    continue
+                row = conn.execute(
+                    "SELECT record FROM runs WHERE run_id = %s FOR UPDATE", (_key(run_id),)
+                ).fetchone()
+                if row is None:
+                    continue
+                record = ExecutionRecord.model_validate_json(row[0])
+                integrity = record.integrity.model_copy(
+                    update={"sinks": [*record.integrity.sinks, outcome]}
+                )
+                text = record.model_copy(update={"integrity": integrity}).model_dump_json()
+                conn.execute(
+                    "UPDATE runs SET record = %s, document = %s::jsonb WHERE run_id = %s",
+                    (text, _document(text), _key(run_id)),
+                )
+                updated += 1
+        return updated
 
     def delete(self, run_id: str) -> bool:
         """Remove one run (its stage rows go with it); True when it existed."""

@@ -253,6 +253,14 @@ class RecordStore(Protocol):
     def save(self, record: ExecutionRecord) -> None:
         """Store ``record`` durably, replacing a stored record with the same run id."""
 
+    def add_sink_outcomes(self, outcomes: Sequence[tuple[str, SinkOutcome]]) -> int:
+        """Append a late sink's outcome to stored records' integrity block (one write).
+
+        For sinks that learn their outcome after the store kept the record (the
+        OTLP sink). A run that is not stored (erased meanwhile, quarantined) is
+        left alone: this never brings a record back. Returns how many were updated.
+        """
+
     def load(self, run_id: str) -> ExecutionRecord | None:
         """The stored record, or None when there is none."""
 
@@ -446,6 +454,26 @@ class SQLiteRecordStore:
         """Store ``record`` durably (one transaction); replaces an earlier version."""
         with self._transaction() as conn:
             _write(conn, record)
+
+    def add_sink_outcomes(self, outcomes: Sequence[tuple[str, SinkOutcome]]) -> int:
+        """Append each outcome to its stored record's ``integrity.sinks``; one transaction.
+
+        Only rows that exist are updated (an UPDATE, never an insert), so a run
+        erased meanwhile stays erased. Returns how many records were updated.
+        """
+        if not outcomes:
+            return 0
+        # json_insert with '[#]' appends inside SQLite: no read, parse and rewrite of the
+        # whole record in Python for a few bytes of outcome.
+        rows = [(outcome.model_dump_json(), run_id) for run_id, outcome in outcomes]
+        with self._transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE runs SET record = json_insert(record, '$.integrity.sinks[#]', json(?)) "
+                "WHERE run_id = ?",
+                rows,
+            )
+            return conn.total_changes - before
 
     def delete(self, run_id: str) -> bool:
         """Remove one run; True when it existed."""

@@ -206,6 +206,18 @@ _REGISTRY: dict[str, FormatInfo] = {
             batch_media="inside",
             module="exports._rocrate",
         ),
+        FormatInfo(
+            "otlp-json",
+            "application/json",
+            "otlp.json",
+            "The run as one OpenTelemetry trace in OTLP/JSON (Jaeger, Phoenix, Langfuse import)",
+            available=True,
+            requires=("opentelemetry.sdk", "opentelemetry.proto"),
+            extra="otel",
+            batch=True,
+            batch_media="none",
+            module="exports._otlp_json",
+        ),
     )
 }
 

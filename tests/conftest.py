@@ -76,7 +76,8 @@ def app(app_config: dict[str, object], monkeypatch: pytest.MonkeyPatch):  # type
     from devserver import create_app
 
     for name in list(os.environ):  # the developer's settings must not leak into tests
-        if name.startswith("DEVSERVER_") or name == "OLLAMA_HOST":
+        # OTEL_*: a developer's collector must not receive the tests' runs.
+        if name.startswith(("DEVSERVER_", "OTEL_")) or name == "OLLAMA_HOST":
             monkeypatch.delenv(name)
     app = create_app(app_config)
     yield app

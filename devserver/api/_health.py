@@ -28,6 +28,36 @@ class ProcessHealth(BaseModel):
     )
 
 
+class OtlpHealth(BaseModel):
+    """The OTLP trace export (docs/otel.md): whether it is on, and what became of the runs.
+
+    The counters count runs (one trace each) since the process started; a
+    failure here never makes the server ``degraded``: the record is in the store.
+    """
+
+    enabled: bool = Field(description="Whether each run is sent as a trace.")
+    endpoint: str | None = Field(
+        default=None, description="Where traces go (without credentials); None when unset."
+    )
+    problem: str | None = Field(
+        default=None, description="Why the export is off although an endpoint is set."
+    )
+    capture_content: bool = Field(description="Whether the children's texts are sent.")
+    waiting: int = Field(default=0, description="Runs queued or being sent.")
+    sent: int = Field(default=0, description="Runs the collector accepted.")
+    failed: int = Field(
+        default=0, description="Runs not accepted: refused, unreachable or timed out."
+    )
+    timed_out: int = Field(default=0, description="Of the failed, those past the deadline.")
+    dropped: int = Field(
+        default=0, description="Runs not sent: the queue was full, or at shutdown."
+    )
+    outcomes_not_recorded: int = Field(
+        default=0, description="Outcome batches that could not be added to stored records."
+    )
+    last_error: str | None = Field(default=None, description="The latest failure's reason.")
+
+
 class HealthAnswer(BaseModel):
     """Runs in flight and runs waiting anywhere before they are safe in the store."""
 
@@ -48,6 +78,7 @@ class HealthAnswer(BaseModel):
     accepting_runs: bool = Field(description="False while the journal cannot be written.")
     store: StoreHealth
     process: ProcessHealth
+    otlp: OtlpHealth
 
 
 @bp.get("/health")

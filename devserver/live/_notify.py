@@ -78,7 +78,9 @@ class RunNotifier:
                 with self._conn.transaction():
                     cursor = self._conn.cursor()
                     for run_id, sequence in written:
-                        cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{sequence}"))
+                        cursor.execute(
+                            "SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{sequence}")
+                        )
                 self.sent += len(written)
             except Exception as exc:  # the database is away: feeds fall back to polling
                 self.failures += 1
@@ -86,14 +88,16 @@ class RunNotifier:
                 now = time.monotonic()
                 if now - self._last_error_log >= 10.0:
                     self._last_error_log = now
-                    logger.warning("live-feed notification not sent (%d so far): %s", self.failures, exc)
+                    logger.warning(
+                        "live-feed notification not sent (%d so far): %s", self.failures, exc
+                    )
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
+            except Exception:
                 pass
 
     def close(self) -> None:
@@ -111,9 +115,7 @@ class RunListener:
         wake_all: called after (re)connecting, when notifications may have been lost.
     """
 
-    def __init__(
-        self, url: str, wake: Callable[[str], None], wake_all: Callable[[], None]
-    ) -> None:
+    def __init__(self, url: str, wake: Callable[[str], None], wake_all: Callable[[], None]) -> None:
         self._url = url
         self._wake = wake
         self._wake_all = wake_all
@@ -157,7 +159,7 @@ class RunListener:
                 if conn is not None:
                     try:
                         conn.close()
-                    except Exception:  # noqa: BLE001 - closing a broken connection
+                    except Exception:
                         pass
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ def make_app(
     import os
 
     for name in list(os.environ):
-        if name.startswith("DEVSERVER_") or name == "OLLAMA_HOST":
+        if name.startswith(("DEVSERVER_", "OTEL_")) or name == "OLLAMA_HOST":
             monkeypatch.delenv(name)
     apps: list[Flask] = []
 

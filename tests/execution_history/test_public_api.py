@@ -33,6 +33,9 @@ EXPECTED = {
     "SchemaError", "SchemaStatus", "StoreOpenError", "is_server_database", "store_schema",
     "database_name",
     "upgrade_store",
+    # each run as an OpenTelemetry trace (issue 16)
+    "OtlpFigures", "OtlpSink", "TraceOptions", "from_otlp_json", "otlp_json", "otlp_request",
+    "record_spans", "span_id_of", "trace_id_of",
 }  # fmt: skip
 
 

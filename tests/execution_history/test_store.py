@@ -27,6 +27,7 @@ from execution_history import (
     ItemType,
     RecordStore,
     RunFilter,
+    SinkOutcome,
     SQLiteRecordStore,
     StoreSink,
     open_store,
@@ -194,6 +195,26 @@ def test_delete_removes_one_run_and_its_stage_rows(store: RecordStore) -> None:
     assert store.run_ids([keep.run_id, drop.run_id]) == {keep.run_id}
     kept_stage_1 = next(s.items for s in keep.stages if s.stage == 1)
     assert store.stats().stages[1]["items"] == kept_stage_1
+
+
+def test_late_sink_outcomes_are_appended_to_stored_records_only(store: RecordStore) -> None:
+    stored, erased = small_record(), small_record()
+    store.save(stored)
+    store.save(erased)
+    store.delete(erased.run_id)
+    first = SinkOutcome(name="otlp", status="ok", attempts=1)
+    second = SinkOutcome(name="otlp", status="failed", attempts=2, error="collector down")
+    updated = store.add_sink_outcomes(
+        [(stored.run_id, first), (erased.run_id, first), (stored.run_id, second)]
+    )
+    assert updated == 2
+    assert store.run_ids([erased.run_id]) == set()  # never brought back
+    loaded = store.load(stored.run_id)
+    assert loaded is not None
+    assert loaded.integrity.sinks == [*stored.integrity.sinks, first, second]
+    # the text the API answers is the record's one serialisation, outcomes included
+    assert store.load_json(stored.run_id) == loaded.model_dump_json()
+    assert store.add_sink_outcomes([]) == 0
 
 
 def _save_many(database: str, count: int) -> None:

@@ -165,11 +165,14 @@ def test_a_format_module_is_imported_once(
 
 
 def test_listing_formats_imports_no_format_library() -> None:
-    """``import exports; exports.formats()`` loads neither lxml, python-docx nor reportlab."""
+    """``import exports; exports.formats()`` loads neither lxml, python-docx, reportlab nor the
+    OpenTelemetry SDK (looking up ``opentelemetry.sdk`` imports only its empty namespace
+    package ``opentelemetry``)."""
     code = (
         "import sys, exports\n"
         "exports.formats()\n"
-        "heavy = ('lxml', 'docx', 'reportlab', 'PIL', 'openpyxl')\n"
+        "heavy = ('lxml', 'docx', 'reportlab', 'PIL', 'openpyxl', 'opentelemetry.sdk',\n"
+        "         'google.protobuf')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run(

@@ -11,7 +11,7 @@ from tests.records import log_stille_post
 
 HEALTH_FIELDS = {
     "status", "runs_in_flight", "runs_waiting_to_be_written", "runs_held_in_memory",
-    "runs_quarantined", "journal_write_failures", "accepting_runs", "store", "process",
+    "runs_quarantined", "journal_write_failures", "accepting_runs", "store", "process", "otlp",
 }  # fmt: skip
 
 
@@ -36,6 +36,8 @@ def test_health_of_a_fresh_server_is_ok(client: Any) -> None:
     assert body["runs_quarantined"] == body["runs_held_in_memory"] == 0
     # one process serving alone: no worker index
     assert body["process"] == {"pid": os.getpid(), "worker": None}
+    # No OTLP endpoint in the test environment: the export is off, and says so.
+    assert body["otlp"]["enabled"] is False and body["otlp"]["problem"] is None
 
 
 def test_a_quarantined_run_is_readable_counted_and_reported(app: Any, client: Any) -> None:

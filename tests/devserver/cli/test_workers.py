@@ -32,9 +32,7 @@ def ollama() -> Iterator[FakeOllama]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def workers(
-    request: pytest.FixtureRequest, tmp_path: Path, ollama: FakeOllama
-) -> Iterator[Served]:
+def workers(request: pytest.FixtureRequest, tmp_path: Path, ollama: FakeOllama) -> Iterator[Served]:
     """``serve --workers 2`` on the SQLite default, or on a fresh PostgreSQL database."""
     env = server_env(
         tmp_path / "data",

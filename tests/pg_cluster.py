@@ -139,6 +139,21 @@ class Cluster:
         )  # fmt: skip
         if made.returncode != 0:
             raise ClusterError(f"initdb failed: {made.stdout}{made.stderr}")
+        self._launch()
+        atexit.register(self.stop)
+        self._wait_ready()
+        return self
+
+    def restart(self) -> None:
+        """Stop the server (fast shutdown: every connection is cut) and start it again."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(30)
+        self._launch()
+        self._wait_ready()
+
+    def _launch(self) -> None:
         options: list[str] = [
             "-D",
             str(self.data),
@@ -149,7 +164,7 @@ class Cluster:
         ]
         for name, value in self.settings.items():
             options += ["-c", f"{name}={value}"]
-        with self.log.open("wb") as log:
+        with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 [str(self.bin / "postgres"), *options],
                 user=self._user,
@@ -161,9 +176,6 @@ class Cluster:
                 cwd=self.root,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-        atexit.register(self.stop)
-        self._wait_ready()
-        return self
 
     def _wait_ready(self, timeout_s: float = 60.0) -> None:
         import psycopg

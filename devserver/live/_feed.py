@@ -249,6 +249,17 @@ class RunFeed:
         """Whether another process runs the run (its items are read from a file)."""
         return self._follow is not None
 
+    @property
+    def awaits_store(self) -> bool:
+        """Whether the run has ended and its ``end`` waits for the record to be stored.
+
+        No notification says when another process has stored its run (its
+        journal file goes), so such a feed is looked at every poll until then:
+        a look is one ``open`` of a file that is about to go.
+        """
+        log = self._log
+        return log is not None and log.closed
+
     def _progress(self, record: ExecutionRecord) -> RunProgress:
         iterations, outputs = self._planned(record.config_name)
         return progress_of_record(record, planned_iterations=iterations, planned_outputs=outputs)
@@ -499,7 +510,12 @@ class FeedHub:
             if every_other:
                 last_other = now
             for feed in live:
-                if feed.follows_other and not every_other and feed.run_id not in notified:
+                if (
+                    feed.follows_other
+                    and not every_other
+                    and feed.run_id not in notified
+                    and not feed.awaits_store
+                ):
                     continue
                 try:
                     feed.advance()

@@ -23,6 +23,7 @@ error; a failed ``NOTIFY`` is counted and logged, never raised into the journal.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from execution_history import is_run_id
 
 logger = logging.getLogger("devserver")
 
+#: A sequence number as the notifier writes it (ASCII digits only: str.isdigit takes "²").
+_SEQUENCE = re.compile(r"[0-9]{1,18}")
 #: The channel every process of one database listens on.
 CHANNEL = "devserver_run_items"
 #: Pauses between reconnection attempts of the listener (the last one repeats).
@@ -49,7 +52,7 @@ def _connect(url: str, *, autocommit: bool) -> Any:
 def parse_payload(payload: str) -> tuple[str, int] | None:
     """``'<run_id>:<sequence>'`` as (run id, sequence); None for anything else."""
     run_id, _, sequence = payload.partition(":")
-    if not is_run_id(run_id) or not sequence.isdigit() or len(sequence) > 18:
+    if not is_run_id(run_id) or not _SEQUENCE.fullmatch(sequence):
         return None
     return run_id, int(sequence)
 

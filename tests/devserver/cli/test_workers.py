@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,39 @@ def test_every_worker_answers_health_with_its_own_index(workers: Served) -> None
         seen[worker] = pid
         conn.close()
     assert seen[0] != seen[1]
+
+
+def test_on_postgresql_the_feed_across_processes_is_woken_by_notify_not_by_polling(
+    tmp_path: Path, ollama: FakeOllama, postgres_url: str
+) -> None:
+    """With the other-process poll at 60 s, only NOTIFY can bring the events while the
+    run goes on: they arrive before the run ends, and the end arrives within seconds."""
+    env = server_env(
+        tmp_path / "data",
+        tmp_path / "tmp",
+        DEVSERVER_BACKEND="ollama",
+        OLLAMA_HOST=ollama.url,
+        DEVSERVER_DATABASE_URL=postgres_url,
+        DEVSERVER_FEED_OTHER_POLL_S="60",
+    )
+    with Served(env, args=("--workers", "2")) as served:
+        first, _ = connection_to(served.base, 0)
+        run_id = start_run(first, "Der Mond scheint hell")
+        first.close()
+        other, _ = connection_to(served.base, 1)
+        stream = EventStream(served, run_id, conn=other)
+        arrivals = []
+        for event in stream:
+            arrivals.append((event.event, time.monotonic()))
+            if event.event == "end":
+                break
+        stream.close()
+        record = record_via(served.base, 0, run_id)
+        assert record["status"] == "success"
+        # the items came one by one while the run went on (about 1.5 s), not all at the end
+        items = [at for name, at in arrivals if name != "end"]
+        assert len(items) == len(record["items"])
+        assert items[-1] - items[0] > 0.5
+        # and the end did not wait for a poll (60 s) or the end's own deadline (30 s)
+        assert arrivals[-1][1] - items[-1] < 20
+        assert served.stop() == 0

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from devserver._data_dir import DataDir
 from execution_history import RunFilter, open_store
 
 _NOTES = """\
@@ -134,7 +135,7 @@ def _throughput(kind: str, workers: int) -> dict[str, Any]:
                 thread.start()
             for thread in threads:
                 thread.join()
-        store = open_store(url if url is not None else tmp / "data" / "devserver.sqlite3")
+        store = open_store(url if url is not None else DataDir(tmp / "data").database)
         try:
             stored = store.run_ids(accepted)
             disordered = 0

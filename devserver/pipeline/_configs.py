@@ -210,7 +210,7 @@ class PipelineConfig(BaseModel):
 
     def named_backends(self) -> list[tuple[str, str]]:
         """Each backend this config names, with the field that names it (for start-up checks)."""
-        named = [
+        named: list[tuple[str, str]] = [
             (f"backends.{stage}", name)
             for stage, name in (
                 ("translation", self.backends.translation),
@@ -280,7 +280,10 @@ def _load_workflow(path: Path, index: int, output: ImageOutput) -> WorkflowTempl
     """The template an output names, checked against the values the output can give."""
     where = f"{path}: field 'outputs.{index}.workflow'"
     name = str(output.workflow)
-    candidates = [path.parent / "workflows" / f"{name}.json", shipped_workflows_dir() / f"{name}.json"]
+    candidates = [
+        path.parent / "workflows" / f"{name}.json",
+        shipped_workflows_dir() / f"{name}.json",
+    ]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise ConfigError(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -65,7 +64,10 @@ def missing_extra() -> str | None:
     try:
         import websockets.sync.client  # noqa: F401
     except ImportError:
-        return "the comfyui backend needs the 'websockets' package: pip install 'execution-history[comfyui]'"
+        return (
+            "the comfyui backend needs the 'websockets' package: "
+            "pip install 'execution-history[comfyui]'"
+        )
     return None
 
 
@@ -208,7 +210,7 @@ class ComfyUIBackend:
                     "ComfyUI refused the workflow: " + _refusal(exc.read(65536))
                 ) from None
             raise BackendBadResponse(f"ComfyUI answered HTTP {exc.code} to /prompt") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise self._timeout() from None
         except (urllib.error.URLError, ConnectionError) as exc:
             # Not retried: the prompt may have been queued before the connection broke.
@@ -241,7 +243,9 @@ class ComfyUIBackend:
             try:
                 event = json.loads(message)
             except json.JSONDecodeError:
-                raise BackendBadResponse("ComfyUI sent a WebSocket message that is not JSON") from None
+                raise BackendBadResponse(
+                    "ComfyUI sent a WebSocket message that is not JSON"
+                ) from None
             kind = event.get("type") if isinstance(event, dict) else None
             data = event.get("data") if isinstance(event, dict) else None
             if not isinstance(data, dict):
@@ -317,7 +321,7 @@ class ComfyUIBackend:
             if missing and exc.code == 404:
                 raise MissingOutput("ComfyUI has no file for the finished workflow") from None
             raise BackendBadResponse(f"ComfyUI answered HTTP {exc.code}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise self._timeout() from None
         except (urllib.error.URLError, ConnectionError) as exc:
             raise BackendUnavailable(
@@ -420,7 +424,9 @@ def _refusal(payload: bytes) -> str:
             if isinstance(errors, list) and errors and isinstance(errors[0], dict):
                 first = errors[0]
                 detail = first.get("details") or first.get("message")
-                parts.append(f"node {_text(node_id)} ({_text(node.get('class_type'))}): {_text(detail)}")
+                parts.append(
+                    f"node {_text(node_id)} ({_text(node.get('class_type'))}): {_text(detail)}"
+                )
     return "; ".join(part for part in parts if part) or "no reason given"
 
 

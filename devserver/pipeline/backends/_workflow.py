@@ -51,9 +51,7 @@ class WorkflowError(ValueError):
 
 def canonical_json(workflow: dict[str, Any]) -> bytes:
     """The bytes that are hashed: sorted keys, no blanks, UTF-8."""
-    return json.dumps(
-        workflow, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return json.dumps(workflow, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,10 +76,10 @@ class Subscription:
         if end is not None:
             return end, True
         if self.feed.progress is not None:
-            self._progress_seen, frame = self.feed.progress.latest(self._progress_seen)
-            if frame is not None:
+            self._progress_seen, latest = self.feed.progress.latest(self._progress_seen)
+            if latest is not None:
                 self._quiet_since = time.monotonic()
-                return frame, False
+                return latest, False
         if self.feed.is_shut:
             return None, True
         if time.monotonic() - self._quiet_since >= self._hub.settings.heartbeat_s:

@@ -123,14 +123,25 @@ class FakeComfyUI:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._sockets[client_id] = queue
         await self._tell(send, client_id, "status", _status(0), counts=True)
-        try:
+
+        async def outgoing() -> None:
             while True:
                 message = await queue.get()
                 if message is None:
                     await send({"type": "websocket.close", "code": 1000})
                     return
                 await send({"type": "websocket.send", "text": json.dumps(message)})
+
+        async def incoming() -> None:
+            while (await receive())["type"] != "websocket.disconnect":
+                pass  # a client's close is answered at once, as ComfyUI does
+
+        tasks = [asyncio.ensure_future(outgoing()), asyncio.ensure_future(incoming())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in tasks:
+                task.cancel()
             self._sockets.pop(client_id, None)
 
     async def _tell(

@@ -131,17 +131,14 @@ class ComfyUIBackend:
         """
         deadline = time.monotonic() + self.timeout_s
         client_id = uuid.uuid4().hex
-        socket_ = self._connect(client_id, deadline)
-        try:
+        # Entered as a context manager, as websockets asks (it closes the socket on exit).
+        with self._connect(client_id, deadline) as socket_:
             prompt_id = self._submit(workflow.graph, client_id, deadline)
             try:
                 self._follow(socket_, prompt_id, deadline)
             except BackendTimeout:
                 self._forget(prompt_id)
                 raise
-        finally:
-            with contextlib.suppress(Exception):
-                socket_.close()
         image = self._image_of(prompt_id, workflow, deadline)
         data = self._get("/view?" + urlencode(image), deadline, _MAX_FILE_BYTES, missing=True)
         if not data.startswith(_PNG):
@@ -175,7 +172,9 @@ class ComfyUIBackend:
             if remaining <= 0:
                 raise self._timeout()
             try:
-                return connect(url, open_timeout=remaining, max_size=_MAX_JSON_BYTES)
+                return connect(
+                    url, open_timeout=remaining, close_timeout=2.0, max_size=_MAX_JSON_BYTES
+                )
             except TimeoutError:
                 raise self._timeout() from None
             except (InvalidURI, InvalidHandshake) as exc:
@@ -205,10 +204,10 @@ class ComfyUIBackend:
             with urllib.request.urlopen(request, timeout=self._left(deadline)) as response:
                 payload = response.read(_MAX_JSON_BYTES)
         except urllib.error.HTTPError as exc:
+            with exc:
+                reason = _refusal(exc.read(65536)) if exc.code == 400 else ""
             if exc.code == 400:
-                raise WorkflowFailed(
-                    "ComfyUI refused the workflow: " + _refusal(exc.read(65536))
-                ) from None
+                raise WorkflowFailed("ComfyUI refused the workflow: " + reason) from None
             raise BackendBadResponse(f"ComfyUI answered HTTP {exc.code} to /prompt") from None
         except TimeoutError:
             raise self._timeout() from None
@@ -318,6 +317,7 @@ class ComfyUIBackend:
             ) as response:
                 payload: bytes = response.read(most + 1)
         except urllib.error.HTTPError as exc:
+            exc.close()
             if missing and exc.code == 404:
                 raise MissingOutput("ComfyUI has no file for the finished workflow") from None
             raise BackendBadResponse(f"ComfyUI answered HTTP {exc.code}") from None

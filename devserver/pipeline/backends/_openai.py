@@ -200,9 +200,10 @@ class OpenAIClient:
                     return _whole_answer(response.read(_MAX_ANSWER_BYTES + 1), attempts)
                 return _read_stream(response, on_text, deadline, attempts, self.timeout_s)
         except urllib.error.HTTPError as exc:
-            if exc.code in RETRY_STATUSES:
-                raise _Retry(f"HTTP {exc.code}", _retry_after(exc)) from None
-            raise BackendBadResponse(self._http_error(exc)) from None
+            with exc:  # the error holds the connection open until closed
+                if exc.code in RETRY_STATUSES:
+                    raise _Retry(f"HTTP {exc.code}", _retry_after(exc)) from None
+                raise BackendBadResponse(self._http_error(exc)) from None
         except TimeoutError:
             raise self._timeout() from None
         except urllib.error.URLError as exc:

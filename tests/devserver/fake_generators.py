@@ -343,8 +343,9 @@ class FakeChat:
                     if fake.gate_after is not None and i + 1 == fake.gate_after:
                         fake.reached.set()
                         fake.release.wait(30)
+                stop = {"index": 0, "delta": {}, "finish_reason": "stop"}
                 chunk({"id": "c1", "object": "chat.completion.chunk", "model": model,
-                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})  # fmt: skip
+                       "choices": [stop]})  # fmt: skip
                 wants_usage = (body.get("stream_options") or {}).get("include_usage")
                 if wants_usage and fake.mode != "no_usage":
                     chunk({"id": "c1", "object": "chat.completion.chunk", "model": model,

@@ -1,4 +1,4 @@
-"""The comfyui backend against a fake ComfyUI on 127.0.0.1: the image, its progress, every failure."""
+"""The comfyui backend against a fake ComfyUI on 127.0.0.1: the image, progress, every failure."""
 
 from __future__ import annotations
 

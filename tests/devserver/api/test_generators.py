@@ -269,3 +269,27 @@ def test_progress_reaches_a_subscriber_while_the_step_runs_and_a_reconnect_gets_
     # the record keeps the finished steps, not the progress
     status, record = served.json("GET", f"/api/runs/{run_id}")
     assert status == 200 and len(record["items"]) == len([e for e in seen if e.id is not None])
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, "DEVSERVER_OPENAI_MODEL is not"),
+        ({"OPENAI_BASE_URL": "ftp://x", "OPENAI_MODEL": "m"}, "DEVSERVER_OPENAI_BASE_URL must be"),
+        ({"COMFYUI_URL": "127.0.0.1:8188"}, "DEVSERVER_COMFYUI_URL must be an http(s) URL"),
+        ({"BACKEND": "openai"}, "DEVSERVER_BACKEND=openai needs DEVSERVER_OPENAI_BASE_URL"),
+        (
+            {"OPENAI_BASE_URL": "http://h/v1", "OPENAI_MODEL": "m", "OPENAI_API_KEY": "sk bad key"},
+            "DEVSERVER_OPENAI_API_KEY must be printable ASCII",
+        ),
+    ],
+)
+def test_bad_generator_settings_stop_the_start_naming_the_variable_never_the_key(
+    make_app: Any, config: dict[str, str], words: str
+) -> None:
+    from devserver._settings import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        make_app(**config)
+    assert words in str(caught.value)
+    assert "sk bad key" not in str(caught.value)

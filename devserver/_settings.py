@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._data_dir import DEFAULT_DATA_DIR, DataDir
+from .pipeline.backends import BACKEND_NAMES, ComfyUIOptions, OpenAIOptions
 from .pipeline.safety import SAFETY_LEVELS
 
 #: app.config key → (environment variable, default). Values from the environment are strings.
@@ -31,6 +32,15 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "OLLAMA_MODEL": ("DEVSERVER_OLLAMA_MODEL", "llama3.2"),
     "OLLAMA_TIMEOUT_S": ("DEVSERVER_OLLAMA_TIMEOUT_S", 60.0),
     "OLLAMA_RETRIES": ("DEVSERVER_OLLAMA_RETRIES", 2),
+    "OPENAI_BASE_URL": ("DEVSERVER_OPENAI_BASE_URL", None),
+    "OPENAI_MODEL": ("DEVSERVER_OPENAI_MODEL", None),
+    "OPENAI_API_KEY": ("DEVSERVER_OPENAI_API_KEY", None),
+    "OPENAI_TIMEOUT_S": ("DEVSERVER_OPENAI_TIMEOUT_S", 60.0),
+    "OPENAI_RETRIES": ("DEVSERVER_OPENAI_RETRIES", 2),
+    "OPENAI_TEMPERATURE": ("DEVSERVER_OPENAI_TEMPERATURE", 0.7),
+    "COMFYUI_URL": ("DEVSERVER_COMFYUI_URL", None),
+    "COMFYUI_TIMEOUT_S": ("DEVSERVER_COMFYUI_TIMEOUT_S", 300.0),
+    "COMFYUI_RETRIES": ("DEVSERVER_COMFYUI_RETRIES", 2),
     "CONFIG_DIR": ("DEVSERVER_CONFIG_DIR", None),
     "WORKERS": ("DEVSERVER_WORKERS", 4),
     "QUEUE_SIZE": ("DEVSERVER_QUEUE_SIZE", 32),
@@ -49,6 +59,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "FEED_HEARTBEAT_S": ("DEVSERVER_FEED_HEARTBEAT_S", 15.0),
     "FEED_MAX_SUBSCRIBERS": ("DEVSERVER_FEED_MAX_SUBSCRIBERS", 64),
     "FEED_WRITE_DEADLINE_S": ("DEVSERVER_FEED_WRITE_DEADLINE_S", 10.0),
+    "FEED_PROGRESS_S": ("DEVSERVER_FEED_PROGRESS_S", 0.25),
     "EXPORT_THREADS": ("DEVSERVER_EXPORT_THREADS", 2),
     "JOURNAL_INTERVAL_S": ("DEVSERVER_JOURNAL_INTERVAL_S", 0.25),
     "FEED_OTHER_POLL_S": ("DEVSERVER_FEED_OTHER_POLL_S", 0.25),
@@ -89,6 +100,8 @@ class FeedSettings:
     max_subscribers: int = 64
     #: How long a reader waits for its client to read before it is dropped.
     write_deadline_s: float = 10.0
+    #: Least time between two progress frames of one run (coalesced: the latest wins).
+    progress_s: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +149,10 @@ class Settings:
     ollama_model: str
     ollama_timeout_s: float
     ollama_retries: int
+    #: The OpenAI-compatible server (None: DEVSERVER_OPENAI_BASE_URL unset).
+    openai: OpenAIOptions | None
+    #: The ComfyUI server (None: DEVSERVER_COMFYUI_URL unset).
+    comfyui: ComfyUIOptions | None
     config_dir: Path | None
     workers: int
     queue_size: int
@@ -386,6 +403,51 @@ def _otel(config: Mapping[str, Any]) -> OtelSettings:
     )
 
 
+def _server_url(config: Mapping[str, Any], key: str) -> str | None:
+    """An http(s) base URL setting: None when unset or blank."""
+    value = str(config.get(key) or "").strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{ENVIRONMENT[key][0]} must be an http(s) URL, not {value!r}")
+    return value
+
+
+def _openai(config: Mapping[str, Any]) -> OpenAIOptions | None:
+    """The OpenAI-compatible server's options; None when no base URL is set."""
+    base_url = _server_url(config, "OPENAI_BASE_URL")
+    model = str(config.get("OPENAI_MODEL") or "").strip()
+    if base_url is None:
+        return None
+    if not model:
+        raise SettingsError("DEVSERVER_OPENAI_BASE_URL is set, DEVSERVER_OPENAI_MODEL is not")
+    key = str(config.get("OPENAI_API_KEY") or "").strip() or None
+    if key is not None and not all("!" <= char <= "~" for char in key):
+        # Checked without echoing it: the key must never reach a message or a log.
+        raise SettingsError("DEVSERVER_OPENAI_API_KEY must be printable ASCII without spaces")
+    temperature = _number(config, "OPENAI_TEMPERATURE", float, 0.0)
+    return OpenAIOptions(
+        base_url=base_url,
+        model=model,
+        api_key=key,
+        timeout_s=_number(config, "OPENAI_TIMEOUT_S", float, 0.001),
+        retries=_number(config, "OPENAI_RETRIES", int, 0),
+        temperature=temperature,
+    )
+
+
+def _comfyui(config: Mapping[str, Any]) -> ComfyUIOptions | None:
+    """The ComfyUI server's options; None when no URL is set."""
+    url = _server_url(config, "COMFYUI_URL")
+    if url is None:
+        return None
+    return ComfyUIOptions(
+        url=url,
+        timeout_s=_number(config, "COMFYUI_TIMEOUT_S", float, 0.001),
+        retries=_number(config, "COMFYUI_RETRIES", int, 0),
+    )
+
+
 def data_dir_of(config: Mapping[str, Any]) -> DataDir:
     """The data dir an app's config names (``DATA_DIR``, else the default), made absolute."""
     return DataDir(Path(str(config.get("DATA_DIR") or DEFAULT_DATA_DIR)).resolve())
@@ -401,8 +463,15 @@ def resolve(config: Mapping[str, Any]) -> Settings:
     data_dir = data.root
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     backend = str(config.get("BACKEND") or "local")
-    if backend not in ("local", "ollama"):
-        raise SettingsError(f"DEVSERVER_BACKEND must be 'local' or 'ollama', not {backend!r}")
+    if backend not in BACKEND_NAMES:
+        raise SettingsError(
+            f"DEVSERVER_BACKEND must be one of {', '.join(BACKEND_NAMES)}, not {backend!r}"
+        )
+    openai = _openai(config)
+    if backend == "openai" and openai is None:
+        raise SettingsError(
+            "DEVSERVER_BACKEND=openai needs DEVSERVER_OPENAI_BASE_URL and DEVSERVER_OPENAI_MODEL"
+        )
     token = config.get("RESEARCH_TOKEN")
     token_file: Path | None = None
     if not token:
@@ -424,6 +493,8 @@ def resolve(config: Mapping[str, Any]) -> Settings:
         ollama_model=str(config.get("OLLAMA_MODEL")),
         ollama_timeout_s=_number(config, "OLLAMA_TIMEOUT_S", float, 0.001),
         ollama_retries=_number(config, "OLLAMA_RETRIES", int, 0),
+        openai=openai,
+        comfyui=_comfyui(config),
         config_dir=Path(config_dir) if config_dir else None,
         workers=_number(config, "WORKERS", int, 1),
         queue_size=_number(config, "QUEUE_SIZE", int, 0),
@@ -453,5 +524,6 @@ def resolve(config: Mapping[str, Any]) -> Settings:
             heartbeat_s=_number(config, "FEED_HEARTBEAT_S", float, _POSITIVE),
             max_subscribers=_number(config, "FEED_MAX_SUBSCRIBERS", int, 1),
             write_deadline_s=_number(config, "FEED_WRITE_DEADLINE_S", float, _POSITIVE),
+            progress_s=_number(config, "FEED_PROGRESS_S", float, 0.0),
         ),
     )

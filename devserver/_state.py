@@ -37,11 +37,11 @@ from ._settings import Settings, SettingsError, resolve
 from ._telemetry import Telemetry, make_telemetry
 from .live._feed import FeedHub
 from .live._notify import RunListener, RunNotifier
-from .pipeline._configs import PipelineConfig, load_configs
+from .pipeline._configs import ConfigError, PipelineConfig, load_configs, shipped_configs_dir
 from .pipeline._journals import ProcessJournal
 from .pipeline._orchestrator import Pipeline
 from .pipeline._runs import RunService
-from .pipeline.backends import Backend, make_backend
+from .pipeline.backends import Backend, ComfyUIBackend, make_backend, make_comfyui
 from .pipeline.safety import AgeFilter, Stage1Filter
 
 logger = logging.getLogger("devserver")
@@ -175,7 +175,9 @@ def init_app(app: Flask) -> DevServer:
         ollama_model=settings.ollama_model,
         ollama_timeout_s=settings.ollama_timeout_s,
         ollama_retries=settings.ollama_retries,
+        openai=settings.openai,
     )
+    named, comfyui = _named_backends(settings, configs, backend)
     data = settings.data
     store = open_configured_store(settings)
     store_sink = StoreSink(store, data.quarantine)
@@ -211,7 +213,13 @@ def init_app(app: Flask) -> DevServer:
         processors=[journal, registry],
         last_resort_dirs=data.last_resort_dirs,
     )
-    pipeline = Pipeline(backend=backend, stage1=Stage1Filter(), age=AgeFilter())
+    pipeline = Pipeline(
+        backend=backend,
+        stage1=Stage1Filter(),
+        age=AgeFilter(),
+        named=named,
+        comfyui=comfyui,
+    )
     feed = FeedHub(settings.feed)
     runs = RunService(
         pipeline=pipeline,
@@ -251,6 +259,41 @@ def init_app(app: Flask) -> DevServer:
     ref = weakref.ref(state)
     atexit.register(lambda: (s := ref()) is not None and s.close())
     return state
+
+
+def _named_backends(
+    settings: Settings, configs: dict[str, PipelineConfig], default: Backend
+) -> tuple[dict[str, Backend], ComfyUIBackend | None]:
+    """The backends the configs name besides the default, each made once.
+
+    Raises:
+        ConfigError: a config names a backend this server has no settings for;
+            the message names the file, the field and the variables to set.
+    """
+    folder = settings.config_dir or shipped_configs_dir()
+    named: dict[str, Backend] = {}
+    comfyui: ComfyUIBackend | None = None
+    for config in configs.values():
+        for where, name in config.named_backends():
+            if name == default.name or name in named or (name == "comfyui" and comfyui):
+                continue
+            try:
+                if name == "comfyui":
+                    comfyui = make_comfyui(settings.comfyui)
+                else:
+                    named[name] = make_backend(
+                        name,
+                        ollama_host=settings.ollama_host,
+                        ollama_model=settings.ollama_model,
+                        ollama_timeout_s=settings.ollama_timeout_s,
+                        ollama_retries=settings.ollama_retries,
+                        openai=settings.openai,
+                    )
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{folder / (config.name + '.json')}: field '{where}': {exc}"
+                ) from None
+    return named, comfyui
 
 
 def get_state(app: Flask | None = None) -> DevServer:

@@ -13,6 +13,7 @@ from ..live._feed import (
     SubscriberLimit,
     planned_by,
 )
+from ..live._progress import ProgressChannel
 from ..live._stream import Subscription
 from ._errors import ApiError
 
@@ -63,7 +64,11 @@ def events(run_id: str) -> Response:
         if found is None:
             return None
         if found.in_flight and found.log is not None:
-            return RunFeed.live(found.log, media_prefix, planned, follow=found.follow)
+            feed = RunFeed.live(found.log, media_prefix, planned, follow=found.follow)
+            board = state.runs.progress(run_id)
+            if board is not None:  # running in this process: its steps' progress too
+                feed.progress = ProgressChannel(board, run_id, hub.settings.progress_s)
+            return feed
         return RunFeed.stored(found.record(), media_prefix, planned)
 
     try:

@@ -42,6 +42,7 @@ from execution_history import (
 
 from .._settings import FeedSettings
 from ..pipeline._media_names import MEDIA_NAME
+from ._progress import ProgressChannel
 
 if TYPE_CHECKING:
     from ..pipeline._configs import PipelineConfig
@@ -194,6 +195,8 @@ class RunFeed:
         self._wakers: list[Callable[[], None]] = []
         #: Per event loop, the one signal its subscribers of this feed share (``_stream``).
         self.loop_signals: dict[object, Any] = {}
+        #: The running step's progress (a side-channel: its frames are not items).
+        self.progress: ProgressChannel | None = None
 
     @classmethod
     def live(
@@ -316,7 +319,11 @@ class RunFeed:
                                 frames.append(encode_item(item, self._media_prefix))
                                 sequences.append(item.sequence)
                     end = encode_end(self._progress(record))
-            if frames or end is not None:
+            # Progress after the items of this tick: a step's progress is cleared before
+            # its item is recorded, so it never goes out after that item.
+            progress = self.progress
+            news = end is None and progress is not None and progress.poll()
+            if frames or end is not None or news:
                 with self._cond:
                     self._frames.extend(frames)
                     self._sequences.extend(sequences)

@@ -45,6 +45,7 @@ class Subscription:
         self._hub = hub
         self.feed = feed
         self._index = feed.start_index(since)
+        self._progress_seen = 0  # a new reader gets the latest progress, not its history
         self._quiet_since = time.monotonic()
         self._left = False
         self._body: Generator[bytes, None, None] | None = None
@@ -74,6 +75,11 @@ class Subscription:
             return b"".join(chunk), False
         if end is not None:
             return end, True
+        if self.feed.progress is not None:
+            self._progress_seen, latest = self.feed.progress.latest(self._progress_seen)
+            if latest is not None:
+                self._quiet_since = time.monotonic()
+                return latest, False
         if self.feed.is_shut:
             return None, True
         if time.monotonic() - self._quiet_since >= self._hub.settings.heartbeat_s:

@@ -1,8 +1,12 @@
 """Pipeline configs: one data file per config in ``devserver/configs``, validated on load.
 
 A config names the stage-2 interception (``stille_post`` or ``dada``) and the
-outputs of stages 3 and 4. ``load_configs`` reads a folder of ``*.json``
-files; a bad file raises ``ConfigError`` naming the file and the field.
+outputs of stages 3 and 4, and may name a backend per stage (``backends``)
+and per output (``backend``; an output on ``comfyui`` names a workflow
+template). ``load_configs`` reads a folder of ``*.json`` files; a bad file
+raises ``ConfigError`` naming the file and the field. Whether a named backend
+is configured on this server is checked when the app starts
+(``_state.init_app``), with the same kind of message.
 """
 
 from __future__ import annotations
@@ -13,7 +17,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .backends import WorkflowError, WorkflowTemplate
 
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$", description="ISO 639-1 code")]
 #: A text in other languages, by ISO 639-1 code; the UI shows the one of its language.
@@ -75,21 +89,84 @@ class _OutputFields(BaseModel):
     prompt: PromptTemplate = "{text}"
 
 
+#: Backends a config may name (``None``: the server's ``DEVSERVER_BACKEND``).
+TextBackendName = Literal["local", "ollama", "openai"]
+ImageBackendName = Literal["local", "comfyui"]
+#: The fields only a workflow uses; refused on a ``local`` output, where they would be ignored.
+_WORKFLOW_FIELDS = ("workflow", "checkpoint", "sampler", "scheduler", "cfg", "negative_prompt")
+
+
 class ImageOutput(_OutputFields):
-    """An image of ``width`` × ``height`` pixels made in ``steps`` steps."""
+    """An image of ``width`` × ``height`` pixels made in ``steps`` steps.
+
+    With ``backend: "comfyui"`` it is made by the workflow template ``workflow``
+    (``<config folder>/workflows/<name>.json``, else the shipped
+    ``devserver/workflows/``), whose placeholders are filled from this output's
+    fields (``checkpoint``, ``sampler``, ``scheduler``, ``cfg``, ``negative_prompt``)
+    and from the run (``prompt``, ``seed``).
+    """
 
     kind: Literal["image"]
     width: int = Field(ge=16, le=2048)
     height: int = Field(ge=16, le=2048)
     steps: int = Field(ge=1, le=500)
+    backend: ImageBackendName | None = None
+    workflow: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+    checkpoint: str | None = Field(default=None, min_length=1, max_length=255)
+    sampler: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,64}$")
+    scheduler: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,64}$")
+    cfg: float | None = Field(default=None, ge=0, le=100)
+    negative_prompt: str | None = Field(default=None, max_length=500)
+    _template: WorkflowTemplate | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _workflow_fields(self) -> ImageOutput:
+        if self.backend == "comfyui":
+            if self.workflow is None:
+                raise ValueError("an output on the comfyui backend must name a 'workflow'")
+        else:
+            for name in _WORKFLOW_FIELDS:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"'{name}' is only used by outputs on the comfyui backend")
+        return self
+
+    @property
+    def template(self) -> WorkflowTemplate | None:
+        """The loaded workflow template (set by ``load_config``), None when not on ComfyUI."""
+        return self._template
+
+    def workflow_values(self, prompt: str, seed: int) -> dict[str, object]:
+        """Every value a template may ask for, from this output and the run (None-free)."""
+        values: dict[str, object] = {
+            "prompt": prompt,
+            "negative_prompt": self.negative_prompt if self.negative_prompt is not None else "",
+            "seed": seed,
+            "steps": self.steps,
+            "width": self.width,
+            "height": self.height,
+        }
+        for name in ("checkpoint", "sampler", "scheduler", "cfg"):
+            value = getattr(self, name)
+            if value is not None:
+                values[name] = value
+        return values
 
 
 class AudioOutput(_OutputFields):
     """A piece of audio of ``duration_s`` seconds at ``sample_rate`` samples per second."""
 
     kind: Literal["audio"]
+    backend: Literal["local"] | None = None
     duration_s: float = Field(gt=0, le=30)
     sample_rate: int = Field(ge=8000, le=48000)
+
+
+class StageBackends(BaseModel):
+    """The backend of each text stage; an absent one is the server's ``DEVSERVER_BACKEND``."""
+
+    model_config = _STRICT
+    translation: TextBackendName | None = None
+    interception: TextBackendName | None = None
 
 
 Interception = Annotated[StillePost | Dada, Field(discriminator="kind")]
@@ -117,6 +194,7 @@ class PipelineConfig(BaseModel):
     translate_to: LanguageCode
     interception: Interception
     outputs: list[Output] = Field(min_length=1, max_length=8)
+    backends: StageBackends = Field(default_factory=StageBackends)
 
     @model_validator(mode="after")
     def _unique_output_names(self) -> PipelineConfig:
@@ -130,6 +208,23 @@ class PipelineConfig(BaseModel):
         for its interception, then 3 and 4 for its outputs (the model requires both)."""
         return [1] + ([2] if self.interception else []) + ([3, 4] if self.outputs else [])
 
+    def named_backends(self) -> list[tuple[str, str]]:
+        """Each backend this config names, with the field that names it (for start-up checks)."""
+        named: list[tuple[str, str]] = [
+            (f"backends.{stage}", name)
+            for stage, name in (
+                ("translation", self.backends.translation),
+                ("interception", self.backends.interception),
+            )
+            if name is not None
+        ]
+        named += [
+            (f"outputs.{i}.backend", output.backend)
+            for i, output in enumerate(self.outputs)
+            if output.backend is not None
+        ]
+        return named
+
     def listing(self) -> dict[str, Any]:
         """The config as ``GET /api/configs`` lists it."""
         return {
@@ -140,7 +235,7 @@ class PipelineConfig(BaseModel):
             "interception": self.interception.model_dump(),
             "iterations": self.interception.iterations,
             "translate_to": self.translate_to,
-            "outputs": [o.model_dump() for o in self.outputs],
+            "outputs": [o.model_dump(exclude_none=True) for o in self.outputs],
         }
 
 
@@ -170,7 +265,45 @@ def load_config(path: Path) -> PipelineConfig:
         raise ConfigError(
             f"{path}: field 'name': {config.name!r} must equal the file name {Path(path).stem!r}"
         )
+    for i, output in enumerate(config.outputs):
+        if isinstance(output, ImageOutput) and output.workflow is not None:
+            output._template = _load_workflow(Path(path), i, output)
     return config
+
+
+def shipped_workflows_dir() -> Path:
+    """The folder of workflow templates shipped with the package."""
+    return Path(str(resources.files("devserver").joinpath("workflows")))
+
+
+def _load_workflow(path: Path, index: int, output: ImageOutput) -> WorkflowTemplate:
+    """The template an output names, checked against the values the output can give."""
+    where = f"{path}: field 'outputs.{index}.workflow'"
+    name = str(output.workflow)
+    candidates = [
+        path.parent / "workflows" / f"{name}.json",
+        shipped_workflows_dir() / f"{name}.json",
+    ]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise ConfigError(
+            f"{where}: no workflow {name!r} (looked for "
+            + " and ".join(str(c) for c in candidates)
+            + ")"
+        )
+    try:
+        template = WorkflowTemplate.load(found)
+    except WorkflowError as exc:
+        raise ConfigError(f"{where}: {found} {exc}") from None
+    given = output.workflow_values("", 0)
+    missing = sorted(template.placeholders - set(given))
+    if missing:
+        fields = ", ".join(f"'outputs.{index}.{m}'" for m in missing)
+        raise ConfigError(
+            f"{path}: field {fields}: the workflow {name!r} has a placeholder for "
+            f"{', '.join(missing)}; set it on the output"
+        )
+    return template
 
 
 def shipped_configs_dir() -> Path:

@@ -41,7 +41,7 @@ from .._daemon_pool import DaemonPool
 from .._data_dir import DataDir
 from ._journals import ProcessJournal
 from ._orchestrator import Pipeline, RunRequest, run_pipeline
-from .backends import BackendError
+from .backends import BackendError, ProgressBoard
 
 logger = logging.getLogger("devserver")
 
@@ -72,11 +72,13 @@ class RunResult:
 
 @dataclass(slots=True)
 class Run:
-    """A submitted run: its tracker, its request and the future of its result."""
+    """A submitted run: its tracker, its request, the future of its result, and the
+    progress of its running step (read by the live feed, never recorded)."""
 
     tracker: Tracker
     request: RunRequest
     future: concurrent.futures.Future[RunResult] = field(default_factory=concurrent.futures.Future)
+    progress: ProgressBoard = field(default_factory=ProgressBoard)
 
     @property
     def run_id(self) -> str:
@@ -275,7 +277,7 @@ class RunService:
         status = RunStatus.ERROR
         try:
             status = run_pipeline(
-                run.tracker, run.request, self.pipeline, self.media_dir(run.run_id)
+                run.tracker, run.request, self.pipeline, self.media_dir(run.run_id), run.progress
             )
         except BackendError as exc:
             logger.warning("run %s failed in its backend: %s", run.run_id, exc)
@@ -307,6 +309,11 @@ class RunService:
         run = self._runs.get(run_id)
         log = run.tracker.run_log if run is not None else None
         return log if log is not None else self.registry.get(run_id)
+
+    def progress(self, run_id: str) -> ProgressBoard | None:
+        """The progress board of a run that is queued or running here (None otherwise)."""
+        run = self._runs.get(run_id)
+        return run.progress if run is not None else None
 
     def lookup(self, run_id: str) -> FoundRun | None:
         """The run ``run_id`` wherever it is, behind one face; None when there is none.

@@ -306,6 +306,7 @@
   }
 
   function resetJourney() {
+    clearStepProgress();
     if (run) {
       run.stageNow = 0;
       run.iterationsShown = 0;
@@ -366,7 +367,13 @@
     current.source = source;
     const onItem = (event) => { if (run === current) receive(event); };
     for (const type of ITEM_TYPES) source.addEventListener(type, onItem);
-    source.addEventListener("end", (event) => { if (run === current) finish(event); });
+    source.addEventListener("end", (event) => {
+      if (run !== current) return;
+      clearStepProgress();
+      finish(event);
+    });
+    // Progress inside the running step (not an item: no id, never replayed, latest only).
+    source.addEventListener("progress", (event) => { if (run === current) showStepProgress(event); });
     source.addEventListener("open", () => {
       if (run !== current) return;
       current.retries = 0;
@@ -402,6 +409,52 @@
     current.timer = setTimeout(() => { if (run === current) connect(); }, 1000 * Math.min(current.retries, 5));
   }
 
+  // ------------------------------------------------------------------ progress inside a step
+
+  // The running step's progress, shown in its stage's box until the step's item arrives:
+  // a place in the generator's queue, sampler step k of n, or the text written so far.
+  function showStepProgress(event) {
+    let state;
+    try { state = JSON.parse(event.data); } catch (e) { return; }
+    const box = stageBox(Number(state.stage));
+    if (!box) return;
+    let el = box.querySelector(".step-progress");
+    if (!el) {
+      el = document.createElement("div");
+      el.className = "step-progress";
+      el.setAttribute("role", "status");
+      box.append(el);
+    }
+    el.hidden = false;
+    el.dataset.kind = String(state.kind || "");
+    const line = document.createElement("p");
+    const children = [line];
+    if (state.kind === "queue") {
+      label(line, "progress_queue", { n: String(state.queue_remaining) });
+    } else if (state.kind === "steps") {
+      label(line, "progress_steps", { value: String(state.value), max: String(state.max) });
+      const bar = document.createElement("progress");
+      bar.max = Number(state.max) || 1;
+      bar.value = Number(state.value) || 0;
+      children.push(bar);
+    } else if (state.kind === "text") {
+      label(line, "progress_text");
+      const text = document.createElement("q");
+      text.className = "step-progress-text";
+      text.textContent = String(state.text || "");  // untrusted model output: text only
+      children.push(text);
+    } else {
+      label(line, "progress_started");
+    }
+    el.replaceChildren(...children);
+  }
+
+  function clearStepProgress(stage) {
+    for (const el of document.querySelectorAll(".step-progress")) {
+      if (stage === undefined || el.closest("#stage-" + stage)) el.remove();
+    }
+  }
+
   function receive(event) {
     const seq = Number(event.lastEventId);
     // Never show a step twice, whatever the connection did.
@@ -409,6 +462,7 @@
     let item;
     try { item = JSON.parse(event.data); } catch (e) { return; }
     run.lastSeq = seq;
+    if (item && Number.isInteger(item.stage)) clearStepProgress(item.stage);
     // Shown by the player, one step at a time, not as fast as the feed delivers.
     run.player.push({ type: event.type, item });
   }

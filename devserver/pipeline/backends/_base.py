@@ -35,6 +35,18 @@ class BackendBadResponse(BackendError):
     code = "backend_bad_response"
 
 
+class WorkflowFailed(BackendError):
+    """The generator refused the workflow or failed while running it (a node's error)."""
+
+    code = "workflow_error"
+
+
+class MissingOutput(BackendError):
+    """The generator finished but the file it should have made is not there."""
+
+    code = "missing_output"
+
+
 class UnsupportedLanguage(BackendError):
     """A language code that this backend cannot translate from or to.
 

@@ -28,19 +28,10 @@ from ._base import (
     TextResult,
 )
 from ._local import LocalBackend
+from ._prompts import LANGUAGE_NAMES, clean_answer, dada_prompt, translation_prompt
 
 #: Ollama's own default address.
 DEFAULT_HOST = "http://127.0.0.1:11434"
-
-LANGUAGE_NAMES = {
-    "de": "German",
-    "en": "English",
-    "fr": "French",
-    "es": "Spanish",
-    "it": "Italian",
-    "nl": "Dutch",
-    "pt": "Portuguese",
-}
 
 _MAX_ANSWER_BYTES = 1_000_000
 
@@ -179,20 +170,14 @@ class OllamaBackend:
 
     def _ask(self, prompt: str, seed: int) -> tuple[str, dict[str, Any]]:
         options = {"seed": seed, "temperature": self.temperature}
-        answer = self.client.generate(self.model, prompt, options).strip().strip('"').strip()
+        answer = clean_answer(self.client.generate(self.model, prompt, options))
         if not answer:
             raise BackendBadResponse("Ollama answered with an empty text")
         return answer, options
 
     def translate(self, text: str, from_lang: str | None, to_lang: str, seed: int) -> TextResult:
         """Translate with the model; raises ``BackendError`` (see ``OllamaClient.generate``)."""
-        source = f"from {_language(from_lang)} " if from_lang else ""
-        prompt = (
-            f"Translate the following text {source}into {_language(to_lang)}. "
-            "Answer with the translation only, without quotes or comments.\n\n"
-            f"{text}"
-        )
-        answer, options = self._ask(prompt, seed)
+        answer, options = self._ask(translation_prompt(text, from_lang, to_lang), seed)
         params = {"from_lang": from_lang, "to_lang": to_lang, "seed": seed, "options": options}
         return TextResult(answer, self.model, self.name, params)
 
@@ -200,14 +185,7 @@ class OllamaBackend:
         """One interception pass by the model; ``dada`` asks for a Dadaist cut-up poem."""
         if mode != "dada":
             raise BackendError(f"the ollama backend has no interception mode {mode!r}")
-        in_language = f" in {_language(language)}" if language else ""
-        prompt = (
-            "Rewrite the following text as a short Dadaist poem: cut it up, rearrange its "
-            f"words playfully, keep it suitable for children, and write it{in_language}. "
-            "Answer with the poem only.\n\n"
-            f"{text}"
-        )
-        answer, options = self._ask(prompt, seed)
+        answer, options = self._ask(dada_prompt(text, language), seed)
         params = {"mode": mode, "language": language, "seed": seed, "options": options}
         return TextResult(answer, self.model, self.name, params)
 
@@ -226,7 +204,3 @@ class OllamaBackend:
         return self.local.generate_audio(
             prompt, path, duration_s=duration_s, sample_rate=sample_rate, seed=seed
         )
-
-
-def _language(code: str | None) -> str:
-    return LANGUAGE_NAMES.get(code or "", code or "the original language")

@@ -60,7 +60,9 @@ def test_run_refuses_an_unknown_config(runner: Any) -> None:
 def test_bad_setting_is_a_clean_cli_error(runner: Any) -> None:
     result = runner.invoke(["run", "dada", "Ein Hund"], env={"DEVSERVER_BACKEND": "gpt"})
     assert result.exit_code == 1
-    assert "Error: DEVSERVER_BACKEND must be 'local' or 'ollama'" in result.output
+    assert (
+        "Error: DEVSERVER_BACKEND must be one of local, ollama, openai, not 'gpt'" in result.output
+    )
 
 
 def test_serve_with_zero_configuration_answers_and_stops_on_sigint(tmp_path: Path) -> None:

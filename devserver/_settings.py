@@ -184,7 +184,7 @@ class Settings:
     #: Milliseconds the page waits between two steps of a journey (0: all at once).
     journey_step_ms: int = 900
     #: How often the in-flight journal writes new items (what another process's feed of
-    #: a run waits for at most; ``serve --workers`` makes it 0.05 s unless set).
+    #: a run waits for at most; ``serve --workers`` makes it 0.025 s unless set).
     journal_interval_s: float = 0.25
     #: This process's place among ``serve --workers`` processes; None when it serves alone.
     worker_index: int | None = None

@@ -117,8 +117,9 @@ class Supervisor:
 
     def _start(self, index: int) -> _Worker:
         env = dict(os.environ, DEVSERVER_WORKER_INDEX=str(index))
-        # Another worker's feed of a run waits for this journal's writes: 50 ms, not 250.
-        env.setdefault("DEVSERVER_JOURNAL_INTERVAL_S", "0.05")
+        # Another worker's feed of a run waits for this journal's writes: 25 ms, not 250
+        # (a flush with nothing new costs a lock and a loop; performance.md, "Scale-out").
+        env.setdefault("DEVSERVER_JOURNAL_INTERVAL_S", "0.025")
         env["DEVSERVER_SUPERVISOR_PID"] = str(os.getpid())
         process = subprocess.Popen(self.command, pass_fds=(self.listening.fileno(),), env=env)
         return _Worker(index, process, time.monotonic())

@@ -77,7 +77,10 @@ class RunNotifier:
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = _connect(self._url, autocommit=False)
+                    self._conn = _connect(self._url, autocommit=True)
+                    # A NOTIFY's commit gets a transaction id and so a WAL flush; a wake-up is
+                    # transient (never replayed), so waiting for the disk buys nothing.
+                    self._conn.execute("SET synchronous_commit = off")
                 with self._conn.transaction():
                     cursor = self._conn.cursor()
                     for run_id, sequence in written:

@@ -365,10 +365,24 @@ class RunFeed:
             except Exception:  # a reader that went away must not stop the others
                 logger.debug("a feed waker failed", exc_info=True)
 
-    def start_index(self, since: int) -> int:
-        """The index of the first frame after sequence number ``since``."""
+    def start_index(self, since: int) -> int | None:
+        """The index of the first frame after sequence number ``since``; None while this
+        feed has not reached ``since`` yet.
+
+        A client may hold a later sequence number than this feed has published:
+        it read further on another process, whose journal this one follows a few
+        milliseconds behind. Counting frames from now would send it items again,
+        so its start stays open until the feed has passed ``since`` (or ended).
+        """
         with self._cond:
+            if since and self._end is None and (not self._sequences or self._sequences[-1] < since):
+                return None
             return bisect.bisect_right(self._sequences, since)
+
+    def published(self) -> int:
+        """How many item frames are published so far."""
+        with self._cond:
+            return len(self._frames)
 
     def read(self, index: int, timeout: float) -> tuple[list[bytes], bytes | None]:
         """Frames from ``index`` on (waiting up to ``timeout`` for some), and the end frame.

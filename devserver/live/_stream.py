@@ -44,6 +44,8 @@ class Subscription:
     def __init__(self, hub: FeedHub, feed: RunFeed, since: int) -> None:
         self._hub = hub
         self.feed = feed
+        self._since = since
+        #: The next frame to send; None until the feed has passed ``since`` (start_index).
         self._index = feed.start_index(since)
         self._progress_seen = 0  # a new reader gets the latest progress, not its history
         self._quiet_since = time.monotonic()
@@ -61,16 +63,20 @@ class Subscription:
             ``finished`` is True once nothing more will be sent (the ``end``
             went out, or the server is shutting down).
         """
-        frames, end = self.feed.read(self._index, 0)
-        if frames:
+        if self._index is None:
+            self._index = self.feed.start_index(self._since)
+        index = self._index
+        frames, end = self.feed.read(index, 0) if index is not None else ([], None)
+        if frames and index is not None:
             chunk: list[bytes] = []
             size = 0
             for frame in frames:
                 chunk.append(frame)
                 size += len(frame)
-                self._index += 1
+                index += 1
                 if size >= _MAX_WRITE_BYTES:
                     break
+            self._index = index
             self._quiet_since = time.monotonic()
             return b"".join(chunk), False
         if end is not None:
@@ -116,8 +122,9 @@ class Subscription:
                 yield data
             if finished:
                 return
-            if data is None:
-                self.feed.read(self._index, min(self._wait_s(), 1.0))  # waits for news
+            if data is None:  # waits for news
+                index = self._index if self._index is not None else self.feed.published()
+                self.feed.read(index, min(self._wait_s(), 1.0))
 
     # ----------------------------------------------------------- an ASGI server
 

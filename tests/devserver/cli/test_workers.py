@@ -72,13 +72,14 @@ def record_via(base: str, worker: int, run_id: str) -> dict[str, Any]:
         conn.close()
 
 
+@pytest.mark.parametrize(("runs_on", "followed_on"), [(0, 1), (1, 0)])
 def test_a_run_started_on_one_worker_is_followed_live_and_read_on_the_other(
-    workers: Served,
+    workers: Served, runs_on: int, followed_on: int
 ) -> None:
-    first, _ = connection_to(workers.base, 0)
+    first, _ = connection_to(workers.base, runs_on)
     run_id = start_run(first, "Ein Hund spielt im Garten")
     first.close()
-    other, _ = connection_to(workers.base, 1)
+    other, _ = connection_to(workers.base, followed_on)
     # While it runs: the other worker answers its progress as running.
     status, progress = call_on(other, "GET", f"/api/runs/{run_id}/progress")
     assert status == 200, progress
@@ -90,11 +91,37 @@ def test_a_run_started_on_one_worker_is_followed_live_and_read_on_the_other(
     assert events[-1].json["status"] == "success"
     numbers = sequences(events)
     assert numbers == list(range(1, len(numbers) + 1))  # every item once, in order
-    record = record_via(workers.base, 1, run_id)
+    record = record_via(workers.base, followed_on, run_id)
     assert record["status"] == "success"
     assert_matches_record(events, record)
     # the same record from the worker that ran it
-    assert record_via(workers.base, 0, run_id) == record
+    assert record_via(workers.base, runs_on, run_id) == record
+
+
+@pytest.mark.parametrize(("first_on", "then_on"), [(1, 0), (0, 1)])
+def test_a_stream_resumes_with_last_event_id_on_another_worker(
+    workers: Served, first_on: int, then_on: int
+) -> None:
+    """A run of worker 0, half read through one worker, the rest after a reconnection to
+    the other (``Last-Event-ID``): every item exactly once, in order."""
+    starter, _ = connection_to(workers.base, 0)
+    run_id = start_run(starter, "Ein Pferd galoppiert")
+    starter.close()
+    other, _ = connection_to(workers.base, first_on)
+    stream = EventStream(workers, run_id, conn=other)
+    before = []
+    for event in stream:
+        before.append(event)
+        if event.event == "end" or len(before) == 4:
+            break
+    stream.close()  # the client goes away mid-run
+    assert before[-1].event != "end", "the run ended before the reconnection"
+    then, _ = connection_to(workers.base, then_on)
+    resumed = EventStream(workers, run_id, conn=then, last_id=before[-1].id)
+    after = resumed.until_end()
+    resumed.close()
+    record = record_via(workers.base, 1, run_id)
+    assert_matches_record(before + after, record)
 
 
 def test_a_killed_workers_run_is_incomplete_from_the_other_and_a_new_worker_starts(

@@ -524,3 +524,31 @@ def test_feed_settings_come_from_the_config_then_the_environment(
         monkeypatch.setenv("DEVSERVER_FEED_MAX_SUBSCRIBERS", bad)
         with pytest.raises(SettingsError, match="FEED_MAX_SUBSCRIBERS"):
             resolve({**defaults_from_environment(), "DATA_DIR": tmp_path})
+
+
+def test_a_resume_point_beyond_what_the_feed_has_sends_nothing_twice() -> None:
+    """A client that read further on another process resumes here: items up to its
+    ``Last-Event-ID`` are not sent again, however far behind this feed still is."""
+    from devserver._settings import FeedSettings
+    from devserver.live._feed import FeedHub, RunFeed
+    from devserver.live._stream import Subscription
+
+    tracker = ExecutionTracker("dada").start()
+    with tracker.stage(2):
+        tracker.log(ItemType.INTERCEPTION_ITERATION, content="step 1")  # sequences 1..3
+    feed = RunFeed.live(tracker.run_log, "/media/", lambda name: (None, None))
+    hub = FeedHub(FeedSettings())
+    subscription = Subscription(hub, feed, since=5)
+    data, finished = subscription.step()
+    assert data is None and not finished  # the feed is at 3: nothing to send yet
+    with tracker.stage(2):
+        for i in range(4):  # sequences 4..7
+            tracker.log(ItemType.INTERCEPTION_ITERATION, content=f"more {i}")
+    feed.advance()
+    data, finished = subscription.step()
+    assert data is not None and not finished
+    ids = [int(line[4:]) for line in data.split(b"\n") if line.startswith(b"id: ")]
+    logged = sorted(raw.sequence for raw in tracker.items)
+    assert logged[-1] > 6  # the feed went past the resume point
+    assert ids == [sequence for sequence in logged if sequence > 5]
+    tracker.finalize()

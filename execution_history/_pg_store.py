@@ -458,11 +458,7 @@ class PostgresRecordStore:
         Raises:
             ValueError: ``filters`` names no user, session or device id.
         """
-        if not filters.names_people:
-            raise ValueError("erasure needs a user, session or device id")
-        people = RunFilter(
-            user_id=filters.user_id, session_id=filters.session_id, device_id=filters.device_id
-        )
+        people = filters.people_only()
         where, params = _where(people)
         with self._transaction() as conn:
             rows = conn.execute(f"DELETE FROM runs WHERE {where} RETURNING run_id", params)

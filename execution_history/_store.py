@@ -137,6 +137,17 @@ class RunFilter:
         """Whether it names a person, a device or a workshop (what erasure selects by)."""
         return any(v is not None for v in (self.user_id, self.session_id, self.device_id))
 
+    def people_only(self) -> RunFilter:
+        """Only the people fields (user, session, device): what erasure selects by.
+
+        Raises:
+            ValueError: the filter names no user, session or device id (erasure
+                never selects everything).
+        """
+        if not self.names_people:
+            raise ValueError("erasure needs a user, session or device id")
+        return RunFilter(user_id=self.user_id, session_id=self.session_id, device_id=self.device_id)
+
     def matches_people(self, user_id: object, session_id: object, device_id: object) -> bool:
         """Whether raw ids (a run log's header, say) are selected by the people filters.
 
@@ -496,11 +507,7 @@ class SQLiteRecordStore:
         Raises:
             ValueError: ``filters`` names no user, session or device id.
         """
-        if not filters.names_people:
-            raise ValueError("erasure needs a user, session or device id")
-        people = RunFilter(
-            user_id=filters.user_id, session_id=filters.session_id, device_id=filters.device_id
-        )
+        people = filters.people_only()
         where, params = people.where()
         with self._transaction() as conn:
             ids = [r[0] for r in conn.execute(f"SELECT run_id FROM runs WHERE {where}", params)]

@@ -22,6 +22,7 @@ error; a failed ``NOTIFY`` is counted and logged, never raised into the journal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -47,6 +48,14 @@ def _connect(url: str, *, autocommit: bool) -> Any:
     import psycopg  # imported here: the PostgreSQL extra is optional
 
     return psycopg.connect(url, autocommit=autocommit, connect_timeout=5)
+
+
+def _close_quietly(conn: Any) -> None:
+    """Close ``conn`` (None: nothing); a connection a dead server broke may raise: ignored."""
+    if conn is None:
+        return
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 def parse_payload(payload: str) -> tuple[str, int] | None:
@@ -100,11 +109,7 @@ class RunNotifier:
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
+        _close_quietly(conn)
 
     def close(self) -> None:
         """Close the connection."""
@@ -162,11 +167,7 @@ class RunListener:
                 self._stop.wait(pause)
             finally:
                 conn, self._conn = self._conn, None
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:
-                        pass
+                _close_quietly(conn)
 
     def close(self) -> None:
         """Stop listening (returns within about ``WAIT_S``)."""

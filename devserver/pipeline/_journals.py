@@ -148,6 +148,15 @@ class ProcessJournal:
             logger.error("%d damaged journal file(s) moved to %s", damaged, self.damaged_dir)
         return recovered
 
+    def _other_files(self, run_id: str) -> list[Path]:
+        """The journal files of ``run_id`` in other processes' folders (none for a bad id)."""
+        if not is_run_id(run_id):
+            return []
+        try:
+            return [p for p in self.root.glob(f"*/{run_id}.jsonl") if p.parent != self.folder]
+        except OSError:
+            return []
+
     def read_other(self, run_id: str) -> tuple[RunLog, bool] | None:
         """The run log of ``run_id`` from another process's journal, and whether that
         process is dead; None when no other journal holds it.
@@ -156,13 +165,7 @@ class ProcessJournal:
         yet (a full disk), or while another living process runs it. Nothing is
         changed: this only reads.
         """
-        if not is_run_id(run_id):
-            return None
-        try:
-            paths = [p for p in self.root.glob(f"*/{run_id}.jsonl") if p.parent != self.folder]
-        except OSError:
-            return None
-        for path in paths:
+        for path in self._other_files(run_id):
             try:
                 with path.open(encoding="ascii", errors="replace") as handle:
                     log = RunLog.from_lines(handle)
@@ -179,13 +182,7 @@ class ProcessJournal:
         Args:
             load: reads the run's stored record (called once its journal file is gone).
         """
-        if not is_run_id(run_id):
-            return None
-        try:
-            paths = [p for p in self.root.glob(f"*/{run_id}.jsonl") if p.parent != self.folder]
-        except OSError:
-            return None
-        for path in paths:
+        for path in self._other_files(run_id):
             if not process_alive(path.parent):
                 continue
             try:

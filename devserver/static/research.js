@@ -50,26 +50,13 @@
   }
 
   function setLanguage(next) {
-    lang = TEXTS[next] ? next : "en";
-    document.documentElement.lang = lang;
-    for (const button of document.querySelectorAll("button.lang")) {
-      button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
-    }
-    try { localStorage.setItem("research-lang", lang); } catch (e) { /* private mode */ }
+    lang = window.PageLanguage.apply(next, TEXTS, "research-lang");
     relabel();
     showFormatDescription();
   }
 
   function initialLanguage() {
-    try {
-      const saved = localStorage.getItem("research-lang");
-      if (saved && TEXTS[saved]) return saved;
-    } catch (e) { /* private mode */ }
-    for (const tag of navigator.languages || [navigator.language || "en"]) {
-      const base = String(tag).toLowerCase().split("-")[0];
-      if (TEXTS[base]) return base;
-    }
-    return "en";
+    return window.PageLanguage.initial(TEXTS, "research-lang");
   }
 
   function el(tag, className, text) {

@@ -73,28 +73,13 @@
   }
 
   function setLanguage(next) {
-    lang = TEXTS[next] ? next : "en";
-    document.documentElement.lang = lang;
-    for (const button of document.querySelectorAll("button.lang")) {
-      button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
-    }
-    try { localStorage.setItem("journey-lang", lang); } catch (e) { /* private mode */ }
+    lang = window.PageLanguage.apply(next, TEXTS, "journey-lang");
     relabel();
     showConfigDescription();
   }
 
   function initialLanguage() {
-    try {
-      const saved = localStorage.getItem("journey-lang");
-      if (saved && TEXTS[saved]) return saved;
-    } catch (e) { /* private mode */ }
-    const wanted = navigator.languages && navigator.languages.length
-      ? navigator.languages : [navigator.language || "en"];
-    for (const tag of wanted) {
-      const base = String(tag).toLowerCase().split("-")[0];
-      if (TEXTS[base]) return base;
-    }
-    return "en";
+    return window.PageLanguage.initial(TEXTS, "journey-lang");
   }
 
   // A language code (ISO 639, as the server's detector names it) for a step title; the

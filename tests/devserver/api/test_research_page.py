@@ -40,7 +40,7 @@ def test_the_page_is_served_with_the_strict_csp_and_no_inline_code(
     parser = _Inline()
     parser.feed(response.get_data(as_text=True))
     assert parser.found == []
-    assert parser.scripts == ["/static/research-i18n.js", "/static/research.js"]
+    assert parser.scripts == ["/static/research-i18n.js", "/static/lang.js", "/static/research.js"]
     # The page holds no research data and no secret: everything comes through the API.
     token = app.extensions["devserver"].settings.research_token
     assert token not in response.get_data(as_text=True)
@@ -49,7 +49,7 @@ def test_the_page_is_served_with_the_strict_csp_and_no_inline_code(
 def test_the_page_and_its_files_are_in_the_openapi_description(client: FlaskClient) -> None:
     spec = client.get("/api/openapi.json").json
     assert spec["paths"]["/research"]["get"]["operationId"] == "researchPage"
-    for name in ("research.js", "research-i18n.js", "research.css"):
+    for name in ("research.js", "research-i18n.js", "lang.js", "research.css"):
         response = client.get(f"/static/{name}")
         response.close()  # a file response: close it, or its file stays open
         assert response.status_code == 200

@@ -16,19 +16,16 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from ._base import (
     BackendBadResponse,
-    BackendError,
     BackendTimeout,
     BackendUnavailable,
-    MediaResult,
-    TextResult,
 )
 from ._local import LocalBackend
-from ._prompts import LANGUAGE_NAMES, clean_answer, dada_prompt, translation_prompt
+from ._prompts import LANGUAGE_NAMES, clean_answer
+from ._text_model import TextModelBackend
 
 #: Ollama's own default address.
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -132,7 +129,7 @@ def _ollama_error(exc: urllib.error.HTTPError) -> str:
     return f": {str(message)[:200]}" if message else ""
 
 
-class OllamaBackend:
+class OllamaBackend(TextModelBackend):
     """Translation and interception on Ollama; media stay local.
 
     Args:
@@ -152,55 +149,17 @@ class OllamaBackend:
         temperature: float = 0.7,
         local: LocalBackend | None = None,
     ) -> None:
+        super().__init__(model, temperature=temperature, local=local)
         self.client = client
-        self.model = model
-        self.temperature = temperature
-        self.local = local or LocalBackend()
 
     @property
     def languages(self) -> tuple[str, ...]:
         """Languages the prompts name (any code works; these get their English name)."""
         return tuple(LANGUAGE_NAMES)
 
-    def model_versions(self) -> dict[str, str | None]:
-        """Versions for the record: Ollama's model version is not asked for, so it is None."""
-        versions = dict(self.local.model_versions())
-        versions[self.model] = None
-        return versions
-
     def _ask(self, prompt: str, seed: int) -> tuple[str, dict[str, Any]]:
         options = {"seed": seed, "temperature": self.temperature}
         answer = clean_answer(self.client.generate(self.model, prompt, options))
         if not answer:
             raise BackendBadResponse("Ollama answered with an empty text")
-        return answer, options
-
-    def translate(self, text: str, from_lang: str | None, to_lang: str, seed: int) -> TextResult:
-        """Translate with the model; raises ``BackendError`` (see ``OllamaClient.generate``)."""
-        answer, options = self._ask(translation_prompt(text, from_lang, to_lang), seed)
-        params = {"from_lang": from_lang, "to_lang": to_lang, "seed": seed, "options": options}
-        return TextResult(answer, self.model, self.name, params)
-
-    def intercept(self, text: str, *, mode: str, language: str | None, seed: int) -> TextResult:
-        """One interception pass by the model; ``dada`` asks for a Dadaist cut-up poem."""
-        if mode != "dada":
-            raise BackendError(f"the ollama backend has no interception mode {mode!r}")
-        answer, options = self._ask(dada_prompt(text, language), seed)
-        params = {"mode": mode, "language": language, "seed": seed, "options": options}
-        return TextResult(answer, self.model, self.name, params)
-
-    def generate_image(
-        self, prompt: str, path: Path, *, width: int, height: int, seed: int, steps: int
-    ) -> MediaResult:
-        """Made by the local generator (Ollama makes no images)."""
-        return self.local.generate_image(
-            prompt, path, width=width, height=height, seed=seed, steps=steps
-        )
-
-    def generate_audio(
-        self, prompt: str, path: Path, *, duration_s: float, sample_rate: int, seed: int
-    ) -> MediaResult:
-        """Made by the local generator (Ollama makes no audio)."""
-        return self.local.generate_audio(
-            prompt, path, duration_s=duration_s, sample_rate=sample_rate, seed=seed
-        )
+        return answer, {"options": options}

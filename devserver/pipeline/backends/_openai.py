@@ -24,21 +24,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._base import (
     BackendBadResponse,
-    BackendError,
     BackendTimeout,
     BackendUnavailable,
-    MediaResult,
-    TextResult,
 )
 from ._local import LocalBackend
 from ._progress import MAX_PROGRESS_TEXT, report
-from ._prompts import clean_answer, dada_prompt, translation_prompt
+from ._prompts import clean_answer
+from ._text_model import TextModelBackend
 
 _MAX_ANSWER_BYTES = 1_000_000
 #: Statuses worth another try: rate limited, or the server (or its proxy) failing.
@@ -342,7 +339,7 @@ def _read_stream(
     return ChatAnswer("".join(parts), usage, model, finish, attempts)
 
 
-class OpenAIBackend:
+class OpenAIBackend(TextModelBackend):
     """Translation and interception on an OpenAI-compatible server; media stay local.
 
     Args:
@@ -362,16 +359,8 @@ class OpenAIBackend:
         temperature: float = 0.7,
         local: LocalBackend | None = None,
     ) -> None:
+        super().__init__(model, temperature=temperature, local=local)
         self.client = client
-        self.model = model
-        self.temperature = temperature
-        self.local = local or LocalBackend()
-
-    def model_versions(self) -> dict[str, str | None]:
-        """Versions for the record: a hosted model's version is not told, so it is None."""
-        versions = dict(self.local.model_versions())
-        versions[self.model] = None
-        return versions
 
     def _ask(self, prompt: str, seed: int) -> tuple[str, dict[str, Any]]:
         options = {"seed": seed, "temperature": self.temperature}
@@ -395,41 +384,3 @@ class OpenAIBackend:
         if answer.attempts > 1:
             params["attempts"] = answer.attempts
         return text, params
-
-    def translate(self, text: str, from_lang: str | None, to_lang: str, seed: int) -> TextResult:
-        """Translate with the model; raises ``BackendError`` (see ``OpenAIClient.chat``)."""
-        answer, params = self._ask(translation_prompt(text, from_lang, to_lang), seed)
-        return TextResult(
-            answer,
-            self.model,
-            self.name,
-            {"from_lang": from_lang, "to_lang": to_lang, "seed": seed, **params},
-        )
-
-    def intercept(self, text: str, *, mode: str, language: str | None, seed: int) -> TextResult:
-        """One interception pass by the model; ``dada`` asks for a Dadaist cut-up poem."""
-        if mode != "dada":
-            raise BackendError(f"the openai backend has no interception mode {mode!r}")
-        answer, params = self._ask(dada_prompt(text, language), seed)
-        return TextResult(
-            answer,
-            self.model,
-            self.name,
-            {"mode": mode, "language": language, "seed": seed, **params},
-        )
-
-    def generate_image(
-        self, prompt: str, path: Path, *, width: int, height: int, seed: int, steps: int
-    ) -> MediaResult:
-        """Made by the local generator (a chat model makes no images)."""
-        return self.local.generate_image(
-            prompt, path, width=width, height=height, seed=seed, steps=steps
-        )
-
-    def generate_audio(
-        self, prompt: str, path: Path, *, duration_s: float, sample_rate: int, seed: int
-    ) -> MediaResult:
-        """Made by the local generator (a chat model makes no audio)."""
-        return self.local.generate_audio(
-            prompt, path, duration_s=duration_s, sample_rate=sample_rate, seed=seed
-        )

@@ -23,7 +23,6 @@ from ._base import (
     BackendTimeout,
     BackendUnavailable,
 )
-from ._local import LocalBackend
 from ._prompts import LANGUAGE_NAMES, clean_answer
 from ._text_model import TextModelBackend
 
@@ -129,7 +128,7 @@ def _ollama_error(exc: urllib.error.HTTPError) -> str:
     return f": {str(message)[:200]}" if message else ""
 
 
-class OllamaBackend(TextModelBackend):
+class OllamaBackend(TextModelBackend[OllamaClient]):
     """Translation and interception on Ollama; media stay local.
 
     Args:
@@ -140,17 +139,6 @@ class OllamaBackend(TextModelBackend):
     """
 
     name = "ollama"
-
-    def __init__(
-        self,
-        client: OllamaClient,
-        model: str,
-        *,
-        temperature: float = 0.7,
-        local: LocalBackend | None = None,
-    ) -> None:
-        super().__init__(model, temperature=temperature, local=local)
-        self.client = client
 
     @property
     def languages(self) -> tuple[str, ...]:

@@ -32,7 +32,6 @@ from ._base import (
     BackendTimeout,
     BackendUnavailable,
 )
-from ._local import LocalBackend
 from ._progress import MAX_PROGRESS_TEXT, report
 from ._prompts import clean_answer
 from ._text_model import TextModelBackend
@@ -339,7 +338,7 @@ def _read_stream(
     return ChatAnswer("".join(parts), usage, model, finish, attempts)
 
 
-class OpenAIBackend(TextModelBackend):
+class OpenAIBackend(TextModelBackend[OpenAIClient]):
     """Translation and interception on an OpenAI-compatible server; media stay local.
 
     Args:
@@ -350,17 +349,6 @@ class OpenAIBackend(TextModelBackend):
     """
 
     name = "openai"
-
-    def __init__(
-        self,
-        client: OpenAIClient,
-        model: str,
-        *,
-        temperature: float = 0.7,
-        local: LocalBackend | None = None,
-    ) -> None:
-        super().__init__(model, temperature=temperature, local=local)
-        self.client = client
 
     def _ask(self, prompt: str, seed: int) -> tuple[str, dict[str, Any]]:
         options = {"seed": seed, "temperature": self.temperature}

@@ -4,17 +4,21 @@ media made locally. A backend says only how one prompt is asked (``_ask``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._base import BackendError, MediaResult, TextResult
 from ._local import LocalBackend
 from ._prompts import dada_prompt, translation_prompt
 
+#: The backend's client for its server (``OllamaClient``, ``OpenAIClient``).
+ClientT = TypeVar("ClientT")
 
-class TextModelBackend:
+
+class TextModelBackend(Generic[ClientT]):
     """Translation and interception by a model on a server; images and audio stay local.
 
     Args:
+        client: the client for the server.
         model: the model's name, as the server knows it.
         temperature: sampling temperature passed with every request.
         local: the backend used for media.
@@ -24,8 +28,14 @@ class TextModelBackend:
     name = "text-model"
 
     def __init__(
-        self, model: str, *, temperature: float = 0.7, local: LocalBackend | None = None
+        self,
+        client: ClientT,
+        model: str,
+        *,
+        temperature: float = 0.7,
+        local: LocalBackend | None = None,
     ) -> None:
+        self.client = client
         self.model = model
         self.temperature = temperature
         self.local = local or LocalBackend()

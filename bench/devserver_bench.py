@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench._child import ChildProcess
 from devserver import create_app
 from devserver.cli._serve import make_server, run_until_stopped, server_url
 from execution_history import open_store
@@ -60,25 +60,12 @@ VARIANTS = {
 }
 
 
-class _Served:
+class _Served(ChildProcess):
     """An app served in a child process (its own interpreter and GIL)."""
 
     def __init__(self, data_dir: Path, variant: str) -> None:
         self.data_dir = data_dir
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.devserver_bench", "--serve", str(data_dir), variant],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            raise RuntimeError(f"bench server did not start: {self.url!r}")
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.communicate(timeout=120)
+        super().__init__("bench.devserver_bench", "--serve", str(data_dir), variant)
 
     def stored(self) -> int:
         """Records in the store after the rounds (every run must be there)."""

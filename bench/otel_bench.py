@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import devserver_bench as e2e
+from bench._child import ChildProcess
 from bench._runs import stille_post_record
 from execution_history import (
     Pseudonymiser,
@@ -80,24 +80,6 @@ def _receive_child() -> None:
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"http://127.0.0.1:{server.server_address[1]}/v1/traces", flush=True)
     server.serve_forever()
-
-
-class _Child:
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.otel_bench", *args],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            raise RuntimeError(f"bench child did not start: {self.url!r}")
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.communicate(timeout=120)
 
 
 def _serve_child(data_dir: str, variant: str, endpoint: str) -> None:
@@ -169,7 +151,10 @@ def _trial(tmp: Path, trial: int, endpoint: str) -> dict[str, dict[str, list[flo
     figures: dict[str, dict[str, list[float]]] = {
         name: {"rps": [], "cpu": [], "latency": []} for name in VARIANTS
     }
-    served = {n: _Child("--serve", str(tmp / f"{n}-{trial}"), n, endpoint) for n in VARIANTS}
+    served = {
+        n: ChildProcess("bench.otel_bench", "--serve", str(tmp / f"{n}-{trial}"), n, endpoint)
+        for n in VARIANTS
+    }
     try:
         posts = {n: e2e._client(served[n].url) for n in VARIANTS}
         pids = {n: served[n].process.pid for n in VARIANTS}
@@ -191,7 +176,7 @@ def _trial(tmp: Path, trial: int, endpoint: str) -> dict[str, dict[str, list[flo
 
 def run() -> list[Row]:
     """Rows of (measure, value, unit)."""
-    receiver = _Child("--receive")
+    receiver = ChildProcess("bench.otel_bench", "--receive")
     try:
         with tempfile.TemporaryDirectory(prefix="otel-bench-") as tmp:
             rows = _per_run(Path(tmp), receiver.url)

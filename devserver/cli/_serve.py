@@ -33,6 +33,7 @@ from .._asgi import AsgiApp
 from .._malloc import fix_mmap_threshold
 from .._settings import Settings
 from .._state import get_state
+from ..pipeline import warm_up_language
 
 logger = logging.getLogger("devserver")
 
@@ -213,6 +214,8 @@ def serve(
     fix_mmap_threshold()
     state = get_state(app)
     _raise_descriptor_limit()
+    # The language model loads in the background while the server starts listening.
+    threading.Thread(target=warm_up_language, name="devserver-warm-up", daemon=True).start()
     server = make_server(app, host, port, threads, listening)
     stop = threading.Event()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ._configs import ConfigError, PipelineConfig, load_config, load_configs, shipped_configs_dir
 from ._journals import ProcessJournal
+from ._language import warm_up as warm_up_language
 from ._media_names import MEDIA_NAME, MEDIA_TYPES, media_name
 from ._orchestrator import Pipeline, RunRequest, run_pipeline
 from ._runs import FoundRun, Run, RunResult, RunService, ServiceUnavailable
@@ -27,4 +28,5 @@ __all__ = [
     "media_name",
     "run_pipeline",
     "shipped_configs_dir",
+    "warm_up_language",
 ]

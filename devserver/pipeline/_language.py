@@ -37,6 +37,16 @@ def _identifier() -> Any:
         return _model
 
 
+def warm_up() -> None:
+    """Load the model now instead of at the first detection.
+
+    ``serve`` calls it on a background thread at start, so the first child's
+    run does not wait the second the load takes; ``devserver run`` does not
+    (it detects once, and needs the model right away anyway).
+    """
+    _identifier()
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
     """What the detector said about one text.
